@@ -1,0 +1,68 @@
+"""Reading audio files into mono float32 at the model's sample rate."""
+import os
+from typing import Optional
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .errors import ASRError
+
+SAMPLE_RATE = 16000
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".sph", ".mp3", ".opus")
+
+
+class AudioError(ASRError, ValueError):
+    """A file that cannot be used as speech input; the message names the file and the problem."""
+
+
+def _check_path(path: str) -> None:
+    if not os.path.exists(path):
+        raise AudioError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if os.path.getsize(path) == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes)")
+
+
+def audio_info(path: str) -> "sf._SoundFileInfo":
+    """Header of an audio file (rate, channels, frames) without reading the samples."""
+    _check_path(path)
+    try:
+        return sf.info(path)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioError(f"{path}: not a readable audio file ({e})") from None
+
+
+def audio_duration(path: str) -> float:
+    info = audio_info(path)
+    return info.frames / info.samplerate
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Band-limited resampling (soxr 'HQ'); a no-op when the rates already agree."""
+    if orig_sr == target_sr:
+        return audio
+    return soxr.resample(audio, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
+
+
+def load_audio(path: str, sr: int = SAMPLE_RATE, offset: float = 0.0,
+               duration: Optional[float] = None) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at `sr`, optionally a segment [offset, offset+duration) in seconds."""
+    info = audio_info(path)
+    start = int(round(offset * info.samplerate))
+    if start < 0 or (info.frames > 0 and start >= info.frames):
+        raise AudioError(f"{path}: offset {offset:.3f}s is outside the file ({info.frames / info.samplerate:.3f}s)")
+    stop = None if duration is None else start + int(round(duration * info.samplerate))
+    try:
+        audio, file_sr = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioError(f"{path}: cannot decode audio ({e})") from None
+    if audio.shape[0] == 0:
+        raise AudioError(f"{path}: contains no audio samples")
+    if stop is not None and audio.shape[0] < stop - start:
+        raise AudioError(f"{path}: segment ends at {offset + duration:.3f}s, past the end of the file")
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+    audio = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+    return np.ascontiguousarray(resample(audio, file_sr, sr), dtype=np.float32)
