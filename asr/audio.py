@@ -1,5 +1,6 @@
 """Reading audio files into mono float32 at the model's sample rate."""
 import os
+import re
 from typing import Optional
 
 import numpy as np
@@ -25,13 +26,26 @@ def _check_path(path: str) -> None:
         raise AudioError(f"{path}: file is empty (0 bytes)")
 
 
+# libsndfile reads a WAV that was cut short (an interrupted copy or download) without complaint,
+# noting only "data : <declared> (should be <present>)" in its log. Streaming writers declare a
+# placeholder near 2 or 4 GiB instead of the real size, which is not truncation.
+_WAV_DATA_SIZE = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
+_STREAMING_PLACEHOLDER = 0x7FFF0000
+
+
 def audio_info(path: str) -> "sf._SoundFileInfo":
     """Header of an audio file (rate, channels, frames) without reading the samples."""
     _check_path(path)
     try:
-        return sf.info(path)
+        info = sf.info(path)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise AudioError(f"{path}: not a readable audio file ({e})") from None
+    sizes = _WAV_DATA_SIZE.search(info.extra_info)
+    if sizes:
+        declared, present = map(int, sizes.groups())
+        if present < declared < _STREAMING_PLACEHOLDER:
+            raise AudioError(f"{path}: truncated, holds {present} of its {declared} bytes of audio")
+    return info
 
 
 def audio_duration(path: str) -> float:

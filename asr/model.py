@@ -1,0 +1,336 @@
+"""The recogniser: log-mel front end -> conv subsampler -> Transformer encoder -> character
+decoder with cross-attention, plus a CTC head on the encoder.
+
+The model knows tensors only: no files, corpora or command line."""
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .features import FeatureConfig, GlobalCMVN, LogMel, SpecAugment, SpecAugmentConfig
+from .text import BLANK, IGNORE_ID, SOS_EOS, SPECIAL_TOKENS
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 0
+    d_model: int = 256
+    n_heads: int = 4
+    d_ff: int = 1024
+    encoder_layers: int = 6
+    decoder_layers: int = 3
+    subsampling: int = 4  # 4, 6 or 8
+    conv_channels: int = 64  # channels of the subsampler's convolutions (cost grows with its square)
+    dropout: float = 0.1
+    ctc_weight: float = 0.3
+    label_smoothing: float = 0.1
+    max_positions: int = 5000
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model options: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        if isinstance(d.get("features"), dict):
+            d["features"] = FeatureConfig(**d["features"])
+        if isinstance(d.get("specaugment"), dict):
+            d["specaugment"] = SpecAugmentConfig(**d["specaugment"])
+        return cls(**d)
+
+
+# Named sizes. `base` matches ESPnet's 12-encoder/6-decoder d=256 Transformer.
+PRESETS: Dict[str, dict] = {
+    "tiny": dict(d_model=64, n_heads=2, d_ff=128, encoder_layers=2, decoder_layers=1, conv_channels=8),
+    "small": dict(d_model=144, n_heads=4, d_ff=576, encoder_layers=6, decoder_layers=3, conv_channels=32),
+    "espnet6x3": dict(d_model=256, n_heads=4, d_ff=2048, encoder_layers=6, decoder_layers=3, conv_channels=256),
+    "base": dict(d_model=256, n_heads=4, d_ff=2048, encoder_layers=12, decoder_layers=6, conv_channels=256),
+}
+
+
+def lengths_to_padding_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """True where a position is padding, shape [B, max_len]."""
+    return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
+
+
+def sinusoids(length: int, channels: int) -> Tensor:
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    inv_freq = torch.exp(-math.log(10000.0) * torch.arange(0, channels, 2, dtype=torch.float32) / channels)
+    pe = torch.zeros(length, channels)
+    pe[:, 0::2] = torch.sin(position * inv_freq)
+    pe[:, 1::2] = torch.cos(position * inv_freq)
+    return pe
+
+
+class ConvSubsampler(nn.Module):
+    """2-D convolutions over (time, mel), each striding time and frequency, then a projection to d_model."""
+
+    # (kernel, stride) per convolution for each subsampling factor
+    LAYOUTS = {4: [(3, 2), (3, 2)], 6: [(3, 2), (5, 3)], 8: [(3, 2), (3, 2), (3, 2)]}
+
+    def __init__(self, n_mels: int, d_model: int, channels: int, factor: int):
+        super().__init__()
+        if factor not in self.LAYOUTS:
+            raise ValueError(f"subsampling must be one of {sorted(self.LAYOUTS)}, got {factor}")
+        self.layout = self.LAYOUTS[factor]
+        layers, in_ch, freq = [], 1, n_mels
+        for kernel, stride in self.layout:
+            layers += [nn.Conv2d(in_ch, channels, kernel, stride), nn.ReLU()]
+            in_ch, freq = channels, (freq - kernel) // stride + 1
+        self.conv = nn.Sequential(*layers)
+        self.out = nn.Linear(channels * freq, d_model)
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        for kernel, stride in self.layout:
+            lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+        return lengths
+
+    def min_input_frames(self) -> int:
+        frames = 1
+        for kernel, stride in reversed(self.layout):
+            frames = (frames - 1) * stride + kernel
+        return frames
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
+        x = self.conv(feats.unsqueeze(1))  # [B, C, T', F']
+        b, c, t, f = x.shape
+        return self.out(x.transpose(1, 2).reshape(b, t, c * f)), self.output_lengths(lengths)
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.query = nn.Linear(d_model, d_model)
+        self.key_value = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        b, t, d = x.shape
+        return x.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2)
+
+    def project_key_value(self, source: Tensor) -> Tuple[Tensor, Tensor]:
+        k, v = self.key_value(source).chunk(2, dim=-1)
+        return self.split_heads(k), self.split_heads(v)
+
+    def attend(self, x: Tensor, k: Tensor, v: Tensor, mask: Optional[Tensor] = None,
+               is_causal: bool = False, need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+        """mask: bool, True = may attend, broadcastable to [B, H, Lq, Lk]."""
+        q = self.split_heads(self.query(x))
+        if need_weights:
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = scores.softmax(dim=-1)
+            out = weights @ v
+        else:
+            weights = None
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                                 dropout_p=self.dropout if self.training else 0.0)
+        b, h, t, dk = out.shape
+        return self.out(out.transpose(1, 2).reshape(b, t, h * dk)), weights
+
+
+def feed_forward(d_model: int, d_ff: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.attn_ln, self.attn = nn.LayerNorm(d_model), MultiHeadAttention(d_model, n_heads, dropout)
+        self.ff_ln, self.ff = nn.LayerNorm(d_model), feed_forward(d_model, d_ff, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        h = self.attn_ln(x)
+        k, v = self.attn.project_key_value(h)
+        x = x + self.dropout(self.attn.attend(h, k, v, mask)[0])
+        return x + self.dropout(self.ff(self.ff_ln(x)))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.subsample = ConvSubsampler(cfg.features.n_mels, cfg.d_model, cfg.conv_channels, cfg.subsampling)
+        self.register_buffer("positions", sinusoids(cfg.max_positions, cfg.d_model), persistent=False)
+        self.scale = math.sqrt(cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(EncoderBlock(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout)
+                                    for _ in range(cfg.encoder_layers))
+        self.ln = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
+        x, lengths = self.subsample(feats, lengths)
+        x = self.dropout(x * self.scale + self.positions[: x.shape[1]])
+        mask = ~lengths_to_padding_mask(lengths, x.shape[1])[:, None, None, :]
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.ln(x), lengths
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.self_ln, self.self_attn = nn.LayerNorm(d_model), MultiHeadAttention(d_model, n_heads, dropout)
+        self.cross_ln, self.cross_attn = nn.LayerNorm(d_model), MultiHeadAttention(d_model, n_heads, dropout)
+        self.ff_ln, self.ff = nn.LayerNorm(d_model), feed_forward(d_model, d_ff, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, cross_kv: Tuple[Tensor, Tensor], cross_mask: Tensor,
+                cache: Optional[Tuple[Tensor, Tensor, int]] = None,
+                need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+        """Without `cache`, a causal pass over the whole prefix; with (keys, values, position), one step
+        that writes this position's keys/values into the preallocated buffers."""
+        h = self.self_ln(x)
+        k, v = self.self_attn.project_key_value(h)
+        if cache is not None:
+            keys, values, t = cache
+            keys[:, :, t: t + 1], values[:, :, t: t + 1] = k, v
+            k, v = keys[:, :, : t + 1], values[:, :, : t + 1]
+        x = x + self.dropout(self.self_attn.attend(h, k, v, is_causal=cache is None)[0])
+        out, weights = self.cross_attn.attend(self.cross_ln(x), *cross_kv, cross_mask, need_weights=need_weights)
+        x = x + self.dropout(out)
+        return x + self.dropout(self.ff(self.ff_ln(x))), weights
+
+
+@dataclass
+class DecoderCache:
+    """Per-layer keys/values: self-attention grows one position a step; cross-attention is fixed."""
+    self_k: List[Tensor]
+    self_v: List[Tensor]
+    cross_k: List[Tensor]
+    cross_v: List[Tensor]
+    memory_mask: Tensor  # [N, 1, 1, T] True = valid frame
+    length: int = 0
+
+    def reorder(self, index: Tensor) -> "DecoderCache":
+        """Keeps rows `index` (beam search: each survivor continues from its parent's state)."""
+        pick = lambda ts: [t.index_select(0, index) for t in ts]  # noqa: E731
+        return DecoderCache(pick(self.self_k), pick(self.self_v), pick(self.cross_k), pick(self.cross_v),
+                            self.memory_mask.index_select(0, index), self.length)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.register_buffer("positions", sinusoids(cfg.max_positions, cfg.d_model), persistent=False)
+        self.scale = math.sqrt(cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(DecoderBlock(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout)
+                                    for _ in range(cfg.decoder_layers))
+        self.ln = nn.LayerNorm(cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.vocab_size)
+
+    def embed_tokens(self, tokens: Tensor, offset: int) -> Tensor:
+        return self.dropout(self.embed(tokens) * self.scale + self.positions[offset: offset + tokens.shape[1]])
+
+    def forward(self, tokens: Tensor, memory: Tensor, memory_lengths: Tensor,
+                need_weights: bool = False) -> Tuple[Tensor, List[Tensor]]:
+        """Teacher-forced pass over whole prefixes: logits [B, L, V] and per-layer cross-attention
+        weights [B, H, L, T] (when asked)."""
+        x = self.embed_tokens(tokens, 0)
+        cross_mask = ~lengths_to_padding_mask(memory_lengths, memory.shape[1])[:, None, None, :]
+        weights = []
+        for block in self.blocks:
+            x, w = block(x, block.cross_attn.project_key_value(memory), cross_mask, need_weights=need_weights)
+            weights.append(w)
+        return self.out(self.ln(x)), weights
+
+    def init_cache(self, memory: Tensor, memory_lengths: Tensor, max_len: int) -> DecoderCache:
+        n, h = memory.shape[0], self.blocks[0].self_attn.n_heads
+        dk = memory.shape[-1] // h
+        empty = lambda: memory.new_zeros(n, h, max_len, dk)  # noqa: E731
+        cross = [block.cross_attn.project_key_value(memory) for block in self.blocks]
+        mask = ~lengths_to_padding_mask(memory_lengths, memory.shape[1])[:, None, None, :]
+        return DecoderCache([empty() for _ in self.blocks], [empty() for _ in self.blocks],
+                            [k for k, _ in cross], [v for _, v in cross], mask)
+
+    def step(self, tokens: Tensor, cache: DecoderCache, cross_mask: Optional[Tensor] = None,
+             need_weights: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
+        """One incremental step for N hypotheses: tokens [N] -> logits [N, V] and the cross-attention
+        weights [N, layers, H, T]. `cross_mask` ([N, T], True = allowed) narrows cross-attention
+        (the monotonic window) on top of the padding mask. Writes this position into `cache`."""
+        t = cache.length
+        x = self.embed_tokens(tokens[:, None], t)
+        mask = cache.memory_mask if cross_mask is None else cache.memory_mask & cross_mask[:, None, None, :]
+        weights = []
+        for i, block in enumerate(self.blocks):
+            x, w = block(x, (cache.cross_k[i], cache.cross_v[i]), mask, (cache.self_k[i], cache.self_v[i], t),
+                         need_weights)
+            weights.append(w)
+        cache.length = t + 1
+        stacked = torch.stack(weights, dim=1)[:, :, :, 0] if need_weights else None
+        return self.out(self.ln(x[:, 0])), stacked
+
+
+class ASRModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.vocab_size < 4:
+            raise ValueError("vocab_size must include the special tokens and at least one character")
+        self.cfg = cfg
+        self.frontend = LogMel(cfg.features)
+        self.normalize = GlobalCMVN(cfg.features.n_mels)
+        self.specaugment = SpecAugment(cfg.specaugment)
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.ctc = nn.Linear(cfg.d_model, cfg.vocab_size)
+        self.blank, self.sos_eos = SPECIAL_TOKENS.index(BLANK), SPECIAL_TOKENS.index(SOS_EOS)
+
+    def features(self, waveforms: Tensor, lengths: Tensor,
+                 generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+        feats, frames = self.frontend(waveforms, lengths)
+        feats = self.normalize(feats)
+        if self.training:
+            feats = self.specaugment(feats, frames, generator=generator)
+        return feats, frames
+
+    def encode(self, waveforms: Tensor, lengths: Tensor,
+               generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+        """Waveforms [B, S] at the feature sample rate -> encoder output [B, T, D] and its lengths."""
+        feats, frames = self.features(waveforms, lengths, generator)
+        return self.encoder(feats, frames)
+
+    def ctc_log_probs(self, memory: Tensor) -> Tensor:
+        return self.ctc(memory).log_softmax(dim=-1)
+
+    def decoder_io(self, tokens: Tensor) -> Tuple[Tensor, Tensor]:
+        """Teacher forcing: input = BOS + tokens, target = tokens + EOS (padding = IGNORE_ID)."""
+        b = tokens.shape[0]
+        lengths = (tokens != IGNORE_ID).sum(dim=1)
+        bos = tokens.new_full((b, 1), self.sos_eos)
+        inputs = torch.cat([bos, tokens.masked_fill(tokens == IGNORE_ID, self.sos_eos)], dim=1)
+        targets = torch.cat([tokens, tokens.new_full((b, 1), IGNORE_ID)], dim=1)
+        targets[torch.arange(b), lengths] = self.sos_eos
+        return inputs, targets
+
+    def forward(self, waveforms: Tensor, lengths: Tensor, tokens: Tensor,
+                generator: Optional[torch.Generator] = None) -> Dict[str, Tensor]:
+        """Joint loss (1 - λ)·attention CE + λ·CTC, both summed per utterance and averaged over the
+        batch as in ESPnet, with token-accuracy counts for logging."""
+        memory, memory_lengths = self.encode(waveforms, lengths, generator)
+        inputs, targets = self.decoder_io(tokens)
+        logits, _ = self.decoder(inputs, memory, memory_lengths)
+        b = tokens.shape[0]
+        att_loss = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE_ID, reduction="sum",
+                                   label_smoothing=self.cfg.label_smoothing) / b
+        token_lengths = (tokens != IGNORE_ID).sum(dim=1)
+        ctc_loss = F.ctc_loss(self.ctc_log_probs(memory).transpose(0, 1), tokens.clamp(min=0), memory_lengths,
+                              token_lengths, blank=self.blank, reduction="sum", zero_infinity=True) / b
+        valid = targets != IGNORE_ID
+        correct = ((logits.argmax(-1) == targets) & valid).sum()
+        lam = self.cfg.ctc_weight
+        return dict(loss=(1 - lam) * att_loss + lam * ctc_loss, att_loss=att_loss.detach(),
+                    ctc_loss=ctc_loss.detach(), correct=correct.detach(), tokens=valid.sum())

@@ -1,0 +1,24 @@
+# The stages every recipe runs; sourced by run.sh after common.sh.
+if run_stage 1; then
+  echo "== stage 1: data preparation"
+  $asr prep "$corpus" $(prep_source) --out "$data_dir" ${prep_options[@]+"${prep_options[@]}"}
+fi
+if run_stage 2; then
+  echo "== stage 2: training (checkpoints in $exp_dir/checkpoints)"
+  resume=(); [ -f "$exp_dir/checkpoints/last.pt" ] && resume=(--resume)
+  $asr train --config "$config" --train "$data_dir/train.jsonl" --valid "$data_dir/$valid_split.jsonl" \
+    --exp-dir "$exp_dir" "${resume[@]}" ${extra_train[@]+--set "${extra_train[@]}"}
+fi
+if run_stage 3; then
+  echo "== stage 3: averaging the best checkpoints"
+  $asr average --exp-dir "$exp_dir" --best "$average_best" --out "$exp_dir/model.pt"
+fi
+if run_stage 4; then
+  echo "== stage 4: evaluation on the test split"
+  $asr evaluate --model "$exp_dir/model.pt" --manifest "$data_dir/test.jsonl" --out "$exp_dir/eval_test"
+fi
+if run_stage 5; then
+  echo "== stage 5: transcribing a sample"
+  sample=$(head -n 1 "$data_dir/test.jsonl" | "$python" -c "import json,sys; print(json.loads(sys.stdin.read())['audio'])")
+  $asr transcribe --model "$exp_dir/model.pt" "$sample"
+fi

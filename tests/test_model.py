@@ -1,0 +1,118 @@
+import pytest
+import torch
+
+from asr.audio import load_audio
+from asr.model import IGNORE_ID, PRESETS, ASRModel, ConvSubsampler, ModelConfig
+
+V = 12
+
+
+def tiny_model(seed: int = 0, **overrides) -> ASRModel:
+    torch.manual_seed(seed)
+    return ASRModel(ModelConfig(vocab_size=V, **{**PRESETS["tiny"], **overrides})).eval()
+
+
+def fsdd_batch(shared_data, names):
+    waves = [torch.from_numpy(load_audio(str(shared_data / "fsdd" / "recordings" / n))) for n in names]
+    lengths = torch.tensor([len(w) for w in waves])
+    return torch.nn.utils.rnn.pad_sequence(waves, batch_first=True), lengths
+
+
+@pytest.mark.parametrize("factor", [4, 6, 8])
+def test_subsampler_lengths_match_its_output(factor):
+    sub = ConvSubsampler(n_mels=80, d_model=32, channels=4, factor=factor)
+    for frames in [sub.min_input_frames(), 57, 100]:
+        out, lengths = sub(torch.randn(1, frames, 80), torch.tensor([frames]))
+        assert out.shape[1] == lengths.item() >= 1
+    assert sub.output_lengths(torch.tensor([sub.min_input_frames() - 1])).item() == 0
+
+
+def test_padded_batch_equals_items_one_by_one(shared_data):
+    model = tiny_model()
+    names = ["3_george_0.wav", "7_lucas_1.wav", "0_jackson_2.wav"]
+    waves, lengths = fsdd_batch(shared_data, names)
+    tokens = torch.tensor([[3, 4, 5, 6], [7, 8, IGNORE_ID, IGNORE_ID], [9, 10, 11, IGNORE_ID]])
+    with torch.no_grad():
+        memory, memory_lengths = model.encode(waves, lengths)
+        inputs, _ = model.decoder_io(tokens)
+        logits, _ = model.decoder(inputs, memory, memory_lengths)
+        for i in range(len(names)):
+            one_memory, one_len = model.encode(waves[i: i + 1, : lengths[i]], lengths[i: i + 1])
+            assert one_len.item() == memory_lengths[i].item()
+            n = one_len.item()
+            torch.testing.assert_close(one_memory[0], memory[i, :n], atol=1e-4, rtol=1e-4)
+            k = (tokens[i] != IGNORE_ID).sum().item() + 1
+            one_logits, _ = model.decoder(inputs[i: i + 1, :k], one_memory, one_len)
+            torch.testing.assert_close(one_logits[0], logits[i, :k], atol=1e-4, rtol=1e-4)
+
+
+def test_changing_a_future_token_leaves_earlier_outputs_unchanged():
+    model = tiny_model()
+    memory, lengths = torch.randn(1, 20, 64), torch.tensor([20])
+    tokens = torch.tensor([[2, 5, 6, 7, 8]])
+    changed = tokens.clone()
+    changed[0, 3] = 9
+    with torch.no_grad():
+        a, _ = model.decoder(tokens, memory, lengths)
+        b, _ = model.decoder(changed, memory, lengths)
+    torch.testing.assert_close(a[:, :3], b[:, :3])
+    assert not torch.allclose(a[:, 3:], b[:, 3:])
+
+
+def test_incremental_steps_with_cache_equal_the_full_forward():
+    model = tiny_model()
+    memory, lengths = torch.randn(2, 15, 64), torch.tensor([15, 9])
+    tokens = torch.tensor([[2, 5, 6, 7, 8, 3], [2, 9, 9, 4, 10, 11]])
+    with torch.no_grad():
+        full, full_weights = model.decoder(tokens, memory, lengths, need_weights=True)
+        cache = model.decoder.init_cache(memory, lengths, max_len=10)
+        for t in range(tokens.shape[1]):
+            logits, weights = model.decoder.step(tokens[:, t], cache)
+            torch.testing.assert_close(logits, full[:, t], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(weights[:, -1], full_weights[-1][:, :, t], atol=1e-5, rtol=1e-5)
+    assert weights[1, :, :, 9:].abs().max() == 0  # padding frames get no attention
+
+
+def test_cache_reorder_follows_the_chosen_rows():
+    model = tiny_model()
+    memory, lengths = torch.randn(3, 10, 64), torch.tensor([10, 10, 10])
+    with torch.no_grad():
+        cache = model.decoder.init_cache(memory, lengths, max_len=4)
+        model.decoder.step(torch.tensor([2, 2, 2]), cache)
+        reordered = cache.reorder(torch.tensor([2, 2, 0]))
+        a, _ = model.decoder.step(torch.tensor([5, 6, 7]), reordered)
+        fresh = model.decoder.init_cache(memory[[2, 2, 0]], lengths, max_len=4)
+        model.decoder.step(torch.tensor([2, 2, 2]), fresh)
+        b, _ = model.decoder.step(torch.tensor([5, 6, 7]), fresh)
+    torch.testing.assert_close(a, b)
+
+
+def test_teacher_forcing_inputs_and_targets():
+    model = tiny_model()
+    inputs, targets = model.decoder_io(torch.tensor([[5, 6, 7], [8, IGNORE_ID, IGNORE_ID]]))
+    assert inputs.tolist() == [[2, 5, 6, 7], [2, 8, 2, 2]]
+    assert targets.tolist() == [[5, 6, 7, 2], [8, 2, IGNORE_ID, IGNORE_ID]]
+
+
+def test_loss_decreases_when_overfitting_real_speech(shared_data):
+    model = tiny_model(dropout=0.0).train()
+    model.specaugment.config.freq_masks = model.specaugment.config.time_masks = 0
+    waves, lengths = fsdd_batch(shared_data, ["1_george_5.wav", "2_jackson_6.wav", "8_nicolas_7.wav"])
+    tokens = torch.tensor([[5, 6, 7], [8, 9, IGNORE_ID], [10, 11, 4]])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        out = model(waves, lengths, tokens)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(out["loss"].item())
+    assert losses[-1] < 0.25 * losses[0]
+    assert out["correct"].item() == out["tokens"].item()  # every target token right
+
+
+def test_config_round_trip_and_unknown_option():
+    cfg = ModelConfig(vocab_size=V, **PRESETS["small"])
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown model options: colour"):
+        ModelConfig.from_dict({**cfg.to_dict(), "colour": 1})

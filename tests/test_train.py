@@ -1,0 +1,111 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from asr.audio import audio_duration
+from asr.checkpoint import load_model_file
+from asr.cli import main as cli_main
+from asr.data import Utterance, write_manifest
+from asr.train import TrainConfig, train
+
+DIGITS = "zero one two three four five six seven eight nine".split()
+
+
+@pytest.fixture(scope="module")
+def fsdd_manifests(shared_data, tmp_path_factory):
+    """24 real FSDD recordings (train) and 6 (valid) from two speakers."""
+    folder = tmp_path_factory.mktemp("manifests")
+    rec = shared_data / "fsdd" / "recordings"
+
+    def utts(takes):
+        return [Utterance(id=f"{d}_{s}_{t}", audio=str(rec / f"{d}_{s}_{t}.wav"),
+                          duration=audio_duration(str(rec / f"{d}_{s}_{t}.wav")), text=DIGITS[d], speaker=s)
+                for d in range(0, 10, 3) for s in ("george", "lucas") for t in takes]
+
+    write_manifest(str(folder / "train.jsonl"), utts([10, 11, 12]))
+    write_manifest(str(folder / "valid.jsonl"), utts([5]))
+    return str(folder / "train.jsonl"), str(folder / "valid.jsonl")
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    base = dict(preset="tiny", epochs=2, max_batch_seconds=4.0, num_workers=0, warmup_steps=5,
+                keep_best=2, average_best=2, threads=1,
+                model=dict(dropout=0.0, specaugment=dict(freq_masks=1, time_masks=1)))
+    return TrainConfig(**{**base, **overrides})
+
+
+def weights(path):
+    return load_model_file(path).model.state_dict()
+
+
+def test_training_writes_a_self_contained_model(fsdd_manifests, tmp_path):
+    path = train(tiny_config(), *fsdd_manifests, str(tmp_path))
+    assert path == str(tmp_path / "model.pt")
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) >= {"config", "tokens", "lang", "state_dict"} and "training" not in raw
+    assert raw["tokens"][:3] == ["<blank>", "<unk>", "<sos/eos>"]
+    loaded = load_model_file(path)
+    assert loaded.model.normalize.std.min() > 0  # CMVN statistics travel with the weights
+    metrics = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert all(0.0 <= m["valid_cer"] and 0.0 <= m["valid_acc"] <= 1.0 for m in metrics)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["epoch1.pt", "epoch2.pt", "last.pt"]
+
+
+def test_resume_after_interruption_ends_where_an_uninterrupted_run_does(fsdd_manifests, tmp_path):
+    straight = train(tiny_config(), *fsdd_manifests, str(tmp_path / "a"))
+    stopped = train(tiny_config(), *fsdd_manifests, str(tmp_path / "b"), should_stop=lambda step: step == 4)
+    assert stopped is None and os.path.exists(tmp_path / "b" / "checkpoints" / "last.pt")
+    resumed = train(tiny_config(), *fsdd_manifests, str(tmp_path / "b"), resume=True)
+    a, b = weights(straight), weights(resumed)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    history = lambda d: [{k: v for k, v in json.loads(line).items() if "per_second" not in k}  # noqa: E731
+                         for line in open(tmp_path / d / "metrics.jsonl")]
+    assert history("a") == history("b")
+
+
+def test_cli_refuses_to_overwrite_a_run_and_reports_bad_config(fsdd_manifests, tmp_path, capsys):
+    (tmp_path / "exp" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "exp" / "checkpoints" / "last.pt").write_bytes(b"precious")
+    config = tmp_path / "c.yaml"
+    config.write_text("preset: tiny\nepochs: 1\n")
+    code = cli_main(["train", "--config", str(config), "--train", fsdd_manifests[0], "--valid", fsdd_manifests[1],
+                     "--exp-dir", str(tmp_path / "exp")])
+    assert code == 1 and "--resume" in capsys.readouterr().err
+    assert (tmp_path / "exp" / "checkpoints" / "last.pt").read_bytes() == b"precious"
+    config.write_text("preset: huge\n")
+    code = cli_main(["train", "--config", str(config), "--train", fsdd_manifests[0], "--valid", fsdd_manifests[1],
+                     "--exp-dir", str(tmp_path / "exp2")])
+    assert code == 1 and "unknown preset 'huge'" in capsys.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_processes_train_like_one_process_at_the_same_global_batch(fsdd_manifests, tmp_path):
+    cfg = dict(preset="tiny", epochs=1, max_batch_seconds=8.0, num_workers=0, warmup_steps=5, threads=1,
+               keep_best=1, average_best=1, model=dict(dropout=0.0, specaugment=dict(freq_masks=0, time_masks=0)))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    args = ["--config", str(config), "--train", fsdd_manifests[0], "--valid", fsdd_manifests[1], "--device", "cpu"]
+    single = train(TrainConfig(**cfg), *fsdd_manifests, str(tmp_path / "one"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                    f"--master_port={free_port()}", "-m", "asr.cli", "train", *args,
+                    "--exp-dir", str(tmp_path / "two")], check=True, env=env, capture_output=True, timeout=300)
+    a, b = weights(single), weights(str(tmp_path / "two" / "model.pt"))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-3, atol=2e-4, msg=name)
+    one_metrics = json.loads(open(tmp_path / "one" / "metrics.jsonl").readline())
+    two_metrics = json.loads(open(tmp_path / "two" / "metrics.jsonl").readline())
+    assert two_metrics["train_loss"] == pytest.approx(one_metrics["train_loss"], rel=1e-3)
