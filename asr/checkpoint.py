@@ -1,11 +1,11 @@
 """Model files and training checkpoints: written atomically, read with weights_only=True."""
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Dict, List
 
 import torch
 
+from .data import atomic_output
 from .errors import ASRError
 from .model import ASRModel, ModelConfig
 from .text import CharTokenizer
@@ -14,18 +14,8 @@ MODEL_FORMAT = "asr-model-1"
 
 
 def atomic_save(obj, path: str) -> None:
-    """torch.save to a temp file in the same folder, then rename: a crash never leaves half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_checkpoint(path: str) -> dict:

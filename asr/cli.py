@@ -28,15 +28,19 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train", required=True, help="training manifest (.jsonl)")
     p.add_argument("--valid", required=True, help="validation manifest (.jsonl)")
     p.add_argument("--exp-dir", required=True, help="folder for checkpoints, logs and the final model.pt")
-    p.add_argument("--device", default="cuda" if _cuda_available() else "cpu")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (auto: cuda when available)")
     p.add_argument("--resume", action="store_true", help="continue from EXP_DIR/checkpoints/last.pt")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override config entries, e.g. epochs=5 model.d_model=128")
 
 
-def _cuda_available() -> bool:
+def _device(name: str) -> str:
     import torch
-    return torch.cuda.is_available()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ASRError(f"--device {name}: CUDA is not available on this machine")
+    return name
 
 
 def _train(args) -> int:
@@ -49,7 +53,7 @@ def _train(args) -> int:
         raise ASRError(f"{args.exp_dir} already holds a training run: pass --resume to continue it, "
                        "or choose another --exp-dir")
     _log_to(args.exp_dir)
-    path = train(cfg, args.train, args.valid, args.exp_dir, device=args.device, resume=args.resume)
+    path = train(cfg, args.train, args.valid, args.exp_dir, device=_device(args.device), resume=args.resume)
     if path is None:
         return 130
     print(path)
@@ -83,10 +87,25 @@ def _average(args) -> int:
     return 0
 
 
+def _prep_args(p: argparse.ArgumentParser) -> None:
+    from data_prep import CORPORA
+
+    p.add_argument("corpus", choices=CORPORA, help="the corpus; 'asr prep CORPUS --help' lists its layout and options")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="--corpus-dir DIR --out OUT [corpus options]")
+
+
+def _prep(args) -> int:
+    from data_prep.common import prepare_corpus
+
+    prepare_corpus(args.corpus, args.options)
+    return 0
+
+
 # name -> (add arguments to a subparser, run(args) -> exit code, one-line help)
 COMMANDS = {
     "train": (_train_args, _train, "train a model from manifests"),
     "average": (_average_args, _average, "average checkpoints into one model file"),
+    "prep": (_prep_args, _prep, "write train/dev/test manifests for a corpus, downloading it if needed"),
 }
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Manifests (one JSON object per line) and the batches a model trains on."""
+import contextlib
 import json
 import math
 import os
@@ -79,21 +80,31 @@ def read_manifest(path: str) -> Iterator[Utterance]:
                 yield parse_manifest_line(line, base_dir, f"{path}:{number}")
 
 
-def write_manifest(path: str, utterances: Iterable[Utterance]) -> int:
-    """Writes atomically (temp file + rename) so an interrupted run never leaves a partial manifest."""
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """Yields a temporary path beside `path` and renames it into place only if the block succeeds:
+    an interrupted or failed write never leaves a partial file or harms the previous one."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".jsonl")
-    count = 0
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-" + os.path.basename(path))
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make shared outputs unreadable to others
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for utt in utterances:
-                f.write(utt.to_json() + "\n")
-                count += 1
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_manifest(path: str, utterances: Iterable[Utterance]) -> int:
+    count = 0
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for utt in utterances:
+            f.write(utt.to_json() + "\n")
+            count += 1
     return count
 
 

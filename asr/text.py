@@ -32,13 +32,14 @@ _PUNCTUATION_TO_SPACE = _PunctuationToSpace()
 
 def normalize_text(text: str, lang: str = "en", keep_punctuation: bool = False, lowercase: bool = True) -> str:
     """NFKC (full-width forms become ASCII), case folding, punctuation removal (apostrophes inside
-    words such as "don't" survive) and whitespace collapsing; for Chinese every space is removed."""
+    words such as "don't" survive) and whitespace collapsing; for Chinese ("zh", "zh-CN", ...) every
+    space is removed."""
     text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES)
     if lowercase:
         text = text.lower()
     if not keep_punctuation:
         text = _STRAY_APOSTROPHE.sub(" ", text).translate(_PUNCTUATION_TO_SPACE)
-    separator = "" if lang in UNSPACED_LANGUAGES else " "
+    separator = "" if lang.split("-")[0].lower() in UNSPACED_LANGUAGES else " "
     return separator.join(text.split())
 
 

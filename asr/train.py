@@ -151,6 +151,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed + self.dist.rank)  # SpecAugment
         self.epoch, self.step, self.history = 0, 0, []
         self.batches_done = 0  # of the current pass; the sampler's own count runs ahead with prefetching workers
+        self.epoch_totals = dict(loss=0.0, utts=0, audio=0.0)  # training loss so far this epoch, kept across a resume
 
     def _tokenizer(self, utts) -> CharTokenizer:
         """Built from the training transcripts on first run; the saved file is reused on resume."""
@@ -169,7 +170,7 @@ class Trainer:
         state["training"] = dict(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                                  sampler=self.sampler.state_dict(self.batches_done), rng=rng_state(),
                                  generator=self.generator.get_state(), epoch=self.epoch, step=self.step,
-                                 history=self.history)
+                                 history=self.history, epoch_totals=self.epoch_totals)
         return state
 
     def restore(self, path: str) -> None:
@@ -184,6 +185,7 @@ class Trainer:
         set_rng_state(t["rng"])
         self.generator.set_state(t["generator"])
         self.epoch, self.step, self.history = t["epoch"], t["step"], list(t["history"])
+        self.epoch_totals = dict(t["epoch_totals"])
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch + 1, self.step)
 
     def save(self, name: str) -> str:
@@ -238,7 +240,8 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda", enabled=self.cfg.amp == "fp16" and self.device.type == "cuda")
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", disable=not self.dist.is_main,
                    dynamic_ncols=True, leave=False)
-        totals, start = dict(loss=0.0, utts=0, audio=0.0), time.perf_counter()
+        totals, start = self.epoch_totals, time.perf_counter()
+        audio_at_start = totals["audio"]
         self.batches_done = 0
         for i, batch in enumerate(bar):
             waves = batch.waveforms.to(self.device)
@@ -267,16 +270,17 @@ class Trainer:
             totals["utts"] += len(batch.ids)
             totals["audio"] += lengths.sum().item() / self.model.cfg.features.sample_rate
             bar.set_postfix(loss=f"{totals['loss'] / totals['utts']:.3f}",
-                            speed=f"{totals['audio'] / (time.perf_counter() - start):.0f}x",
+                            speed=f"{(totals['audio'] - audio_at_start) / (time.perf_counter() - start):.0f}x",
                             lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
             if boundary and (self.interrupted or self.should_stop(self.step)):
                 return False
+        seconds = time.perf_counter() - start
+        summed = torch.tensor([totals["loss"], totals["utts"], totals["audio"] - audio_at_start], dtype=torch.float64)
         if self.dist.world_size > 1:
-            summed = torch.tensor([totals["loss"], totals["utts"], totals["audio"]], dtype=torch.float64)
             dist.all_reduce(summed)
-            totals.update(loss=summed[0].item(), utts=summed[1].item(), audio=summed[2].item())
-        self._epoch_train = dict(train_loss=totals["loss"] / max(1, totals["utts"]),
-                                 train_audio_per_second=totals["audio"] / (time.perf_counter() - start))
+        loss, utts, audio = summed.tolist()
+        self._epoch_train = dict(train_loss=loss / max(1, utts), train_audio_per_second=audio / seconds)
+        self.epoch_totals = dict(loss=0.0, utts=0, audio=0.0)
         return True
 
     def _share_of_global_batch(self, local_size: int) -> float:

@@ -93,7 +93,7 @@ def free_port() -> int:
 
 
 def test_two_gloo_processes_train_like_one_process_at_the_same_global_batch(fsdd_manifests, tmp_path):
-    cfg = dict(preset="tiny", epochs=1, max_batch_seconds=8.0, num_workers=0, warmup_steps=5, threads=1,
+    cfg = dict(preset="tiny", epochs=1, max_batch_seconds=100.0, max_batch_size=8, num_workers=0, warmup_steps=5, threads=1,
                keep_best=1, average_best=1, model=dict(dropout=0.0, specaugment=dict(freq_masks=0, time_masks=0)))
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(cfg))
