@@ -214,9 +214,14 @@ class DecoderCache:
     memory_mask: Tensor  # [N, 1, 1, T] True = valid frame
     length: int = 0
 
-    def reorder(self, index: Tensor) -> "DecoderCache":
-        """Keeps rows `index` (beam search: each survivor continues from its parent's state)."""
+    def reorder(self, index: Tensor, same_memory: bool = False) -> "DecoderCache":
+        """Keeps rows `index` (beam search: each survivor continues from its parent's state).
+        same_memory: each row is replaced by a row with the same encoder output (the beams of one
+        utterance), so the cross-attention keys/values are kept rather than copied every step."""
         pick = lambda ts: [t.index_select(0, index) for t in ts]  # noqa: E731
+        if same_memory:
+            return DecoderCache(pick(self.self_k), pick(self.self_v), self.cross_k, self.cross_v, self.memory_mask,
+                                self.length)
         return DecoderCache(pick(self.self_k), pick(self.self_v), pick(self.cross_k), pick(self.cross_v),
                             self.memory_mask.index_select(0, index), self.length)
 
@@ -252,7 +257,8 @@ class Decoder(nn.Module):
         n, h = memory.shape[0], self.blocks[0].self_attn.n_heads
         dk = memory.shape[-1] // h
         empty = lambda: memory.new_zeros(n, h, max_len, dk)  # noqa: E731
-        cross = [block.cross_attn.project_key_value(memory) for block in self.blocks]
+        # contiguous: as views of one projection, each step's attention matmuls would copy them again
+        cross = [[t.contiguous() for t in block.cross_attn.project_key_value(memory)] for block in self.blocks]
         mask = ~lengths_to_padding_mask(memory_lengths, memory.shape[1])[:, None, None, :]
         return DecoderCache([empty() for _ in self.blocks], [empty() for _ in self.blocks],
                             [k for k, _ in cross], [v for _, v in cross], mask)

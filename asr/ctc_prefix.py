@@ -1,0 +1,92 @@
+"""CTC prefix scores for joint CTC/attention beam search (Watanabe et al. 2017; ESPnet's CTCPrefixScoreTH).
+
+The CTC prefix probability of a hypothesis h is the probability that the CTC output *starts* with h,
+summed over every alignment. Beam search adds λ·(log ψ(g + c) − log ψ(g)) to each extension of g by c,
+and the full-sequence probability when c is EOS.
+
+Two parts, split so that the loop over frames runs only for the hypotheses that survive:
+`score` gives ψ for every token after every hypothesis at once as one matrix product per utterance,
+and `advance` runs the forward recursion over frames for the chosen extensions only (one per live
+beam), where ESPnet runs it for every candidate of every beam."""
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass
+class CTCPrefixState:
+    """Everything the scorer needs about N hypotheses that all hold `length` tokens."""
+    forward: Tensor  # [T, 2, N] log r^b_t, r^n_t: prefix complete at frame t, last frame blank / not blank
+    prefix_score: Tensor  # [N] log ψ of each prefix
+    last_token: Tensor  # [N] last token of each prefix (SOS for the empty one)
+    length: int
+
+
+class CTCPrefixScorer:
+    """Scores prefixes against the CTC posteriors of a batch, each utterance followed by `beam` hypotheses
+    (rows n·beam … n·beam + beam − 1 belong to utterance n)."""
+
+    def __init__(self, log_probs: Tensor, lengths: Tensor, blank: int, eos: int, beam: int = 1):
+        # Frames past an utterance's end emit blank with certainty, so r^b carries the full-sequence
+        # probability through to the last frame and no other token can be emitted there. One such frame
+        # follows even the longest utterance, so that sums over "frames after the prefix" are never empty.
+        log_probs = F.pad(log_probs, (0, 0, 0, 1))
+        b, t, v = log_probs.shape
+        padding = torch.arange(t, device=log_probs.device)[None, :] >= lengths[:, None]
+        x = log_probs.masked_fill(padding[:, :, None], float("-inf"))
+        x[:, :, blank] = x[:, :, blank].masked_fill(padding, 0.0)
+        self.x = x.transpose(0, 1).contiguous()  # [T, B, V]: time-major, one frame is one slice
+        self.probs = x.double().exp()  # [B, T, V]: float64 keeps products down to e^-745
+        self.rows = torch.arange(b, device=log_probs.device).repeat_interleave(beam)
+        self.beam, self.blank, self.eos = beam, blank, eos
+
+    def initial_state(self) -> CTCPrefixState:
+        """The empty prefix: only blanks so far, ψ = 1."""
+        blanks = self.x[:, self.rows, self.blank].cumsum(dim=0)
+        forward = torch.stack([blanks, torch.full_like(blanks, float("-inf"))], dim=1)
+        return CTCPrefixState(forward, blanks.new_zeros(len(self.rows)), torch.full_like(self.rows, self.eos), 0)
+
+    def score(self, state: CTCPrefixState) -> Tensor:
+        """log ψ(g + c) for every token c after each hypothesis g, [N, V]; for c = EOS, the full-sequence
+        probability of g. ψ(g + c) = Σ_t φ_{t−1}(g) · y_t(c), where φ_{t−1}(g) is the probability that g
+        is complete at frame t − 1: r^b + r^n, or only r^b when c repeats g's last token (CTC needs a blank
+        between repeats). Except for that one token φ does not depend on c, so the sum over frames is
+        one matrix product per utterance, in probabilities scaled by each hypothesis' largest φ."""
+        blank_end, token_end = state.forward[:, 0], state.forward[:, 1]
+        # c's first frame: g needs `length` frames before it (φ is 0 earlier, so clamping is harmless)
+        start = min(max(state.length, 1), self.x.shape[0] - 1)
+        phi = torch.logaddexp(blank_end, token_end)[start - 1: -1]  # [T', N]
+        scale = phi.max(dim=0).values.clamp(min=torch.finfo(phi.dtype).min)  # dead hypotheses: ψ = 0, no NaN
+        weights = (phi - scale).double().exp().t().reshape(-1, self.beam, phi.shape[0])  # [B, beam, T']
+        psi = (weights @ self.probs[:, start:]).log().flatten(0, 1).to(phi.dtype) + scale[:, None]  # [N, V]
+
+        frames = self.x[start:, self.rows, state.last_token]  # [T', N] y_t(last token)
+        repeat = (blank_end[start - 1: -1] + frames).logsumexp(dim=0)
+        psi = psi.scatter(1, state.last_token[:, None], repeat[:, None])
+        if state.length == 0:  # c emitted at frame 0, right after the (empty) start
+            psi = torch.logaddexp(psi, self.x[0, self.rows])
+        psi[:, self.eos] = state.forward[-1].logsumexp(dim=0)
+        return psi
+
+    def advance(self, state: CTCPrefixState, parents: Tensor, tokens: Tensor, prefix_scores: Tensor) -> CTCPrefixState:
+        """Forward variables of the extensions parent + token (tokens [N], never EOS), with their ψ from
+        `score`. A prefix of L + 1 tokens cannot be complete before frame L, so the recursion starts there."""
+        forward, last = state.forward.index_select(2, parents), state.last_token[parents]
+        blank_end, token_end = forward[:, 0], forward[:, 1]
+        t_max = self.x.shape[0]
+        emit = self.x[:, self.rows[:, None], torch.stack([torch.full_like(tokens, self.blank), tokens], dim=1)]
+        emit = emit.transpose(1, 2)  # [T, 2, N]: blank, token
+        # slots r^b, r^n, φ, so that one logaddexp per frame updates both r^b and r^n:
+        # r^b_t = (r^b_{t−1} ⊕ r^n_{t−1}) · y_t(blank),  r^n_t = (r^n_{t−1} ⊕ φ_{t−1}) · y_t(c)
+        r = emit.new_full((t_max, 3, len(tokens)), float("-inf"))
+        r[:, 2] = torch.where(tokens == last, blank_end, torch.logaddexp(blank_end, token_end))
+        if state.length == 0:
+            r[0, 1] = emit[0, 1]
+        # per-frame views made once: the loop body is two kernels
+        r_n, r_b_or_phi, r_both, emit = r[:, 1:2].unbind(), r[:, 0::2].unbind(), r[:, :2].unbind(), emit.unbind()
+        for t in range(max(state.length, 1), t_max):
+            torch.logaddexp(r_n[t - 1], r_b_or_phi[t - 1], out=r_both[t])
+            r_both[t].add_(emit[t])
+        return CTCPrefixState(r[:, :2], prefix_scores, tokens, state.length + 1)

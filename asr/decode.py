@@ -1,0 +1,304 @@
+"""Greedy search and joint CTC/attention beam search over a trained ASRModel, batched over utterances
+(and beams) with the decoder's KV cache, plus two attention rules that stop the decoder from
+skipping or repeating audio: a monotonic cross-attention window and "EOS only near the end".
+
+All bookkeeping is tensors of shape [utterances × beams]; the only Python loop is over output steps."""
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .ctc_prefix import CTCPrefixScorer, CTCPrefixState
+from .model import ASRModel
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    beam_size: int = 10  # 1 = greedy search on the attention decoder alone
+    nbest: int = 1  # hypotheses returned per utterance, at most beam_size
+    ctc_weight: float = 0.3  # λ: (1 − λ)·attention + λ·CTC prefix score (beam search)
+    ctc_pre_beam: int = 0  # extend each hypothesis only by its k best tokens by attention (ESPnet); 0 = any
+    length_penalty: float = 1.0  # α: finished hypotheses rank by score / length**α (EOS counted); 0 = sum
+    length_bonus: float = 0.0  # added to the score per token, before normalising (ESPnet's "penalty")
+    max_length_ratio: float = 1.0  # at most this many tokens per encoder frame
+    max_tokens: int = 400  # and never more than this
+    min_tokens: int = 0  # EOS forbidden before this many tokens
+    # cross-attention may move at most this many encoder frames back / forward from the frame the
+    # previous step attended (step 0: frame 0); None = no limit on that side
+    window_back: Optional[int] = 4
+    window_forward: Optional[int] = 12
+    eos_near_end: Optional[int] = None  # EOS only while attending within this many frames of the end; None = anywhere
+
+    def __post_init__(self):
+        if self.beam_size < 1 or not 1 <= self.nbest <= self.beam_size:
+            raise ValueError(f"need beam_size >= 1 and 1 <= nbest <= beam_size, got {self.beam_size}, {self.nbest}")
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise ValueError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        if self.ctc_pre_beam < 0:
+            raise ValueError(f"ctc_pre_beam must be >= 0, got {self.ctc_pre_beam}")
+        if self.max_tokens < 1 or self.max_length_ratio <= 0:
+            raise ValueError("max_tokens and max_length_ratio must be positive")
+        for name in ("window_back", "window_forward", "eos_near_end"):
+            if (getattr(self, name) or 0) < 0:
+                raise ValueError(f"{name} must be >= 0 or None")
+
+
+@dataclass
+class DecodingResult:
+    tokens: List[int]  # without EOS
+    score: float  # the ranking score: (log-probability + bonus·length) / length**α
+    frames: List[int]  # per token, the encoder frame its cross-attention peaked on: time = frame·subsampling·hop/sr
+    nbest: List[Tuple[List[int], float]]  # best first, the first is (tokens, score)
+
+
+class LengthNorm:
+    """Ranking score of a finished hypothesis, and the best one a live hypothesis could still reach:
+    its log-probability only falls, so the best is the maximum over the lengths it may end at."""
+
+    def __init__(self, alpha: float, bonus: float):
+        self.alpha, self.bonus = alpha, bonus
+
+    def __call__(self, logprob: Tensor, length) -> Tensor:
+        length = torch.as_tensor(length, dtype=logprob.dtype, device=logprob.device)
+        return (logprob + self.bonus * length) / length ** self.alpha
+
+    def best_reachable(self, logprob: Tensor, length: int, max_length: Tensor) -> Tensor:
+        """logprob [N] of live prefixes of `length` tokens that must end (EOS counted) by max_length [N]."""
+        ends = torch.arange(length + 1, max(length + 1, int(max_length.max())) + 1, device=logprob.device)
+        scores = self(logprob[:, None], ends[None, :]).masked_fill(ends[None, :] > max_length[:, None], float("-inf"))
+        return scores.max(dim=1).values
+
+
+class AttentionWindow:
+    """Cross-attention may only look at frames [last − back, last + forward]. The frame attended last is
+    always inside and always a real frame, so at least one frame is allowed."""
+
+    def __init__(self, back: Optional[int], forward: Optional[int]):
+        self.back, self.forward = back, forward
+
+    def mask(self, last_frame: Tensor, num_frames: int) -> Optional[Tensor]:
+        """[N, T] True = may attend, or None when the window is off."""
+        if self.back is None and self.forward is None:
+            return None
+        offset = torch.arange(num_frames, device=last_frame.device)[None, :] - last_frame[:, None]
+        allowed = torch.ones_like(offset, dtype=torch.bool)
+        if self.back is not None:
+            allowed &= offset >= -self.back
+        if self.forward is not None:
+            allowed &= offset <= self.forward
+        return allowed
+
+
+class TokenRules:
+    """Tokens a step may not emit: blank (a CTC symbol) always; EOS before min_tokens or while attending
+    far from the end; anything but EOS once an utterance has reached its maximum length."""
+
+    def __init__(self, options: DecodingOptions, vocab_size: int, blank: int, eos: int):
+        self.min_tokens, self.eos_margin = options.min_tokens, options.eos_near_end
+        self.blank, self.eos = blank, eos
+        self.only_eos = torch.arange(vocab_size) != eos
+
+    def forbidden(self, step: int, frame: Tensor, memory_lengths: Tensor, max_tokens: Tensor) -> Tensor:
+        """[N, V] True = forbidden, for hypotheses holding `step` tokens that attend `frame` now."""
+        n, v = len(frame), len(self.only_eos)
+        forbidden = torch.zeros(n, v, dtype=torch.bool, device=frame.device)
+        forbidden[:, self.blank] = True
+        eos_blocked = torch.full_like(forbidden[:, 0], step < self.min_tokens)
+        if self.eos_margin is not None:
+            eos_blocked |= frame < memory_lengths - self.eos_margin
+        forbidden[:, self.eos] = eos_blocked
+        return torch.where((step >= max_tokens)[:, None], self.only_eos.to(frame.device)[None, :], forbidden)
+
+
+class DecoderStep:
+    """One cached decoder step for N hypotheses: the window applied, log-probabilities, the tokens the
+    rules forbid, and the frame each hypothesis attends (argmax of cross-attention averaged over layers
+    and heads)."""
+
+    def __init__(self, model: ASRModel, memory: Tensor, memory_lengths: Tensor, options: DecodingOptions):
+        self.decoder, self.memory_lengths, self.num_frames = model.decoder, memory_lengths, memory.shape[1]
+        limit = (memory_lengths * options.max_length_ratio).floor().long()
+        self.max_tokens = limit.clamp(min=1, max=options.max_tokens)
+        self.max_steps = int(self.max_tokens.max()) + 1  # the last step can only emit EOS
+        if self.max_steps > model.cfg.max_positions:
+            raise ValueError(f"max_tokens={options.max_tokens} is beyond the decoder's "
+                             f"{model.cfg.max_positions} positions")
+        self.cache = model.decoder.init_cache(memory, memory_lengths, self.max_steps)
+        self.window = AttentionWindow(options.window_back, options.window_forward)
+        self.rules = TokenRules(options, model.cfg.vocab_size, model.blank, model.sos_eos)
+
+    def __call__(self, tokens: Tensor, last_frame: Tensor, step: int) -> Tuple[Tensor, Tensor, Tensor]:
+        logits, weights = self.decoder.step(tokens, self.cache, self.window.mask(last_frame, self.num_frames))
+        frame = weights.mean(dim=(1, 2)).argmax(dim=-1)
+        forbidden = self.rules.forbidden(step, frame, self.memory_lengths, self.max_tokens)
+        return logits.float().log_softmax(dim=-1), forbidden, frame
+
+    def reorder(self, index: Tensor) -> None:
+        """Rows continue from rows `index` of the same utterance."""
+        self.cache = self.cache.reorder(index, same_memory=True)
+
+
+class FinishedHypotheses:
+    """The `size` best ended hypotheses of each utterance, sorted, as tensors [B, size, ...]."""
+
+    def __init__(self, batch: int, size: int, max_length: int, eos: int, device: torch.device):
+        self.scores = torch.full((batch, size), float("-inf"), device=device)
+        self.tokens = torch.full((batch, size, max_length), eos, dtype=torch.long, device=device)
+        self.frames = torch.zeros((batch, size, max_length), dtype=torch.long, device=device)
+        self.lengths = torch.zeros((batch, size), dtype=torch.long, device=device)
+        self.eos = eos
+
+    def add(self, scores: Tensor, tokens: Tensor, frames: Tensor) -> None:
+        """scores [B, M] (−inf = not ended), tokens and frames [B, M, L] without EOS."""
+        pad = self.tokens.shape[2] - tokens.shape[2]
+        tokens = torch.cat([self.tokens, F.pad(tokens, (0, pad), value=self.eos)], dim=1)
+        frames = torch.cat([self.frames, F.pad(frames, (0, pad))], dim=1)
+        lengths = torch.cat([self.lengths, self.lengths.new_full(scores.shape, tokens.shape[2] - pad)], dim=1)
+        self.scores, best = torch.cat([self.scores, scores], dim=1).topk(self.scores.shape[1], dim=1)
+        self.tokens = tokens.gather(1, best[:, :, None].expand(-1, -1, tokens.shape[2]))
+        self.frames = frames.gather(1, best[:, :, None].expand(-1, -1, frames.shape[2]))
+        self.lengths = lengths.gather(1, best)
+
+    def results(self, nbest: int) -> List[DecodingResult]:
+        return to_results(self.scores[:, :nbest], self.lengths[:, :nbest], self.tokens[:, :nbest],
+                          self.frames[:, :nbest])
+
+
+def to_results(scores: Tensor, lengths: Tensor, tokens: Tensor, frames: Tensor) -> List[DecodingResult]:
+    """Hypotheses [B, M] best first (tokens and frames [B, M, L], cut at lengths) -> one result per
+    utterance, listing the ended ones (always at least one: −inf when every hypothesis died)."""
+    results = []
+    for s, n, t, f in zip(scores.tolist(), lengths.tolist(), tokens.tolist(), frames.tolist()):
+        hyps = [(t[i][: n[i]], s[i]) for i in range(len(s)) if i == 0 or s[i] > float("-inf")]
+        results.append(DecodingResult(hyps[0][0], hyps[0][1], f[0][: n[0]], hyps))
+    return results
+
+
+def greedy_search(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
+                  options: DecodingOptions) -> List[DecodingResult]:
+    """The attention decoder's most likely token at every step, for all utterances at once."""
+    b, eos = len(memory_lengths), model.sos_eos
+    step_once = DecoderStep(model, memory, memory_lengths, options)
+    tokens = torch.full((b,), eos, dtype=torch.long, device=memory.device)
+    last_frame = torch.zeros_like(tokens)
+    ended = torch.zeros_like(tokens, dtype=torch.bool)
+    logprob = torch.zeros(b, device=memory.device)
+    history, frames = [], []
+    for step in range(step_once.max_steps):
+        logp, forbidden, frame = step_once(tokens, last_frame, step)
+        best, tokens = logp.masked_fill(forbidden, float("-inf")).max(dim=-1)
+        tokens = tokens.masked_fill(ended, eos)
+        logprob += best.masked_fill(ended, 0.0)
+        history.append(tokens)
+        frames.append(frame)
+        ended |= tokens == eos
+        if ended.all():
+            break
+        last_frame = frame
+    history = torch.stack(history, dim=1)
+    lengths = (history == eos).int().argmax(dim=1)  # the first EOS
+    score = LengthNorm(options.length_penalty, options.length_bonus)(logprob, lengths + 1)
+    return to_results(score[:, None], lengths[:, None], history[:, None], torch.stack(frames, dim=1)[:, None])
+
+
+class JointScorer:
+    """Scores every next token of every hypothesis: (1 − λ)·attention log-probability + λ·increment of
+    the CTC prefix score, −inf for forbidden tokens and, with a CTC pre-beam, for tokens outside each
+    hypothesis' best k by attention."""
+
+    def __init__(self, model: ASRModel, memory: Tensor, memory_lengths: Tensor, options: DecodingOptions):
+        self.weight, self.pre_beam = options.ctc_weight, options.ctc_pre_beam
+        self.ctc = None
+        if self.weight > 0:
+            self.ctc = CTCPrefixScorer(model.ctc_log_probs(memory).float(), memory_lengths, model.blank,
+                                       model.sos_eos, beam=options.beam_size)
+            self.state: CTCPrefixState = self.ctc.initial_state()
+            self.prefix_scores: Optional[Tensor] = None
+
+    def __call__(self, logp: Tensor, forbidden: Tensor) -> Tensor:
+        """logp, forbidden [N, V] -> scores [N, V]."""
+        if self.ctc is None:
+            return logp.masked_fill(forbidden, float("-inf"))
+        if 0 < self.pre_beam < logp.shape[1]:
+            outside = logp.masked_fill(forbidden, float("-inf")).topk(self.pre_beam, dim=1).indices
+            forbidden = torch.ones_like(forbidden).scatter(1, outside, False) | forbidden
+        self.prefix_scores = self.ctc.score(self.state)
+        # a dead prefix (ψ = 0) has dead extensions: −inf − (−inf) is NaN, make it −inf
+        gain = (self.prefix_scores - self.state.prefix_score[:, None]).nan_to_num(nan=float("-inf"))
+        return ((1 - self.weight) * logp + self.weight * gain).masked_fill(forbidden, float("-inf"))
+
+    def advance(self, parents: Tensor, tokens: Tensor) -> None:
+        """The survivors: hypotheses `parents` [N] extended by `tokens` [N]."""
+        if self.ctc is not None:
+            self.state = self.ctc.advance(self.state, parents, tokens, self.prefix_scores[parents, tokens])
+
+
+def beam_search(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
+                options: DecodingOptions) -> List[DecodingResult]:
+    """Beam search over all utterances × beams at once. Each step keeps, per utterance, the best
+    beam_size non-EOS extensions of its beams (one top-k over beams × candidates); EOS extensions
+    among the top beam_size end. An utterance is done when its beam_size-th ended hypothesis beats the
+    best score any live one could still reach."""
+    b, k, eos = len(memory_lengths), options.beam_size, model.sos_eos
+    device = memory.device
+    step_once = DecoderStep(model, memory.repeat_interleave(k, dim=0), memory_lengths.repeat_interleave(k), options)
+    joint = JointScorer(model, memory, memory_lengths, options)
+    norm = LengthNorm(options.length_penalty, options.length_bonus)
+    finished = FinishedHypotheses(b, k, step_once.max_steps, eos, device)
+
+    # the beams of an utterance start identical: only the first is alive, so they do not repeat each other
+    scores = torch.full((b, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    scores = scores.flatten()
+    tokens = torch.full((b * k,), eos, dtype=torch.long, device=device)
+    last_frame = torch.zeros_like(tokens)
+    history = tokens.new_zeros(b * k, 0)
+    frames = tokens.new_zeros(b * k, 0)
+    first_row = torch.arange(b, device=device)[:, None] * k
+    rank = torch.arange(2 * k, device=device)[None, :]
+    for step in range(step_once.max_steps):
+        logp, forbidden, frame = step_once(tokens, last_frame, step)
+        extended = scores[:, None] + joint(logp, forbidden)
+        v = extended.shape[1]
+        top_scores, top = extended.view(b, k * v).topk(2 * k, dim=1)  # at most k of them are EOS
+        top_tokens, parents = top % v, top // v + first_row  # [B, 2k] tokens and rows they extend
+        is_eos = top_tokens == eos
+
+        ended = is_eos & (rank < k) & top_scores.isfinite()
+        finished.add(norm(top_scores, step + 1).masked_fill(~ended, float("-inf")), history[parents], frames[parents])
+
+        live = (is_eos.long() * 2 * k + rank).argsort(dim=1)[:, :k]  # the first k that are not EOS
+        scores = top_scores.gather(1, live)
+        best_live = norm.best_reachable(scores.flatten(), step + 1, step_once.max_tokens + 1).view(b, k).max(dim=1)
+        done = finished.scores[:, -1] >= best_live.values
+        if done.all():
+            break
+        scores = scores.masked_fill(done[:, None], float("-inf")).flatten()  # done utterances add nothing more
+        parents = parents.gather(1, live).flatten()
+        tokens, last_frame = top_tokens.gather(1, live).flatten(), frame[parents]
+        history = torch.cat([history[parents], tokens[:, None]], dim=1)
+        frames = torch.cat([frames[parents], last_frame[:, None]], dim=1)
+        step_once.reorder(parents)
+        joint.advance(parents, tokens)
+    return finished.results(options.nbest)
+
+
+@torch.inference_mode()
+def decode_memory(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
+                  options: DecodingOptions = DecodingOptions()) -> List[DecodingResult]:
+    """Decodes encoder output [B, T, D] with its lengths [B]."""
+    if (memory_lengths < 1).any():
+        raise ValueError("an utterance is too short to give a single encoder frame")
+    search = greedy_search if options.beam_size == 1 else beam_search
+    return search(model, memory, memory_lengths, options)
+
+
+@torch.inference_mode()
+def decode(model: ASRModel, waveforms: Tensor, lengths: Tensor,
+           options: DecodingOptions = DecodingOptions()) -> List[DecodingResult]:
+    """Transcribes waveforms [B, S] (16 kHz float) of lengths [B] samples: one result per utterance.
+    The model should be in eval mode."""
+    memory, memory_lengths = model.encode(waveforms, lengths)
+    return decode_memory(model, memory, memory_lengths, options)

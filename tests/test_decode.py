@@ -1,0 +1,224 @@
+"""Greedy and beam search on tiny random-weight models: against each other, against a slow beam search
+that reruns the whole decoder every step, batched against one at a time, and the attention rules."""
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from asr.audio import load_audio
+from asr.decode import DecodingOptions, beam_search, decode, decode_memory, greedy_search
+from asr.model import PRESETS, ASRModel, ModelConfig
+
+VOCAB = 8
+NO_RULES = DecodingOptions(beam_size=3, window_back=None, window_forward=None, eos_near_end=None)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    model = ASRModel(ModelConfig(vocab_size=VOCAB, **PRESETS["tiny"])).eval()
+    with torch.no_grad():  # sharper random posteriors (fewer near-ties), EOS rarer: hypotheses of varied lengths
+        model.decoder.out.weight.mul_(4.0)
+        model.decoder.out.bias[model.sos_eos] -= 3.0
+        model.ctc.weight.mul_(4.0)
+    return model
+
+
+def waveforms(lengths, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    audio = torch.randn(len(lengths), max(lengths), generator=generator) * 0.1
+    lengths = torch.tensor(lengths)
+    return audio.masked_fill(torch.arange(audio.shape[1]) >= lengths[:, None], 0.0), lengths
+
+
+def encode(model, lengths, seed=0):
+    with torch.inference_mode():
+        return model.encode(*waveforms(lengths, seed))
+
+
+def same_results(a, b):
+    assert [r.tokens for r in a] == [r.tokens for r in b]
+    assert [r.frames for r in a] == [r.frames for r in b]
+    assert [[t for t, _ in r.nbest] for r in a] == [[t for t, _ in r.nbest] for r in b]
+    for x, y in zip(a, b):
+        assert [s for _, s in x.nbest] == pytest.approx([s for _, s in y.nbest], rel=1e-4, abs=1e-5)
+
+
+# ---- a slow, obviously-correct beam search: whole decoder pass per hypothesis per step -----------------
+
+def logaddexp(a, b):
+    if a == -math.inf or b == -math.inf:
+        return max(a, b)
+    return max(a, b) + math.log1p(math.exp(-abs(a - b)))
+
+
+def ctc_prefix_logprob(x, prefix, blank, complete=False):
+    """Textbook CTC prefix (or, if complete, full-sequence) log-probability; x is a [T][V] list."""
+    r_n, r_b = [-math.inf] * len(x), []
+    for t in range(len(x)):
+        r_b.append((r_b[-1] if t else 0.0) + x[t][blank])
+    psi, last = 0.0, None
+    for c in prefix:
+        phi = [r_b[t] if c == last else logaddexp(r_b[t], r_n[t]) for t in range(len(x))]
+        new_n, new_b = [-math.inf] * len(x), [-math.inf] * len(x)
+        new_n[0] = psi = x[0][c] if last is None else -math.inf
+        for t in range(1, len(x)):
+            new_n[t] = logaddexp(new_n[t - 1], phi[t - 1]) + x[t][c]
+            new_b[t] = logaddexp(new_n[t - 1], new_b[t - 1]) + x[t][blank]
+            psi = logaddexp(psi, phi[t - 1] + x[t][c])
+        r_n, r_b, last = new_n, new_b, c
+    return logaddexp(r_n[-1], r_b[-1]) if complete else psi
+
+
+def reference_beam_search(model, memory, length, options):
+    k, lam, eos, blank = options.beam_size, options.ctc_weight, model.sos_eos, model.blank
+    memory, lengths = memory[None, :length], torch.tensor([length])
+    x = model.ctc_log_probs(memory)[0].double().tolist()
+    max_tokens = max(1, min(options.max_tokens, math.floor(length * options.max_length_ratio)))
+
+    def norm(logprob, n):
+        return (logprob + options.length_bonus * n) / n ** options.length_penalty
+
+    beams, finished = [([], 0.0, [])], []  # (tokens, log-probability, frames)
+    for step in range(max_tokens + 1):
+        candidates = []
+        for tokens, score, frames in beams:
+            logits, weights = model.decoder(torch.tensor([[eos] + tokens]), memory, lengths, need_weights=True)
+            logp = logits[0, -1].log_softmax(-1).tolist()
+            frame = int(torch.stack(weights)[:, 0, :, -1].mean(dim=(0, 1)).argmax())
+            old = ctc_prefix_logprob(x, tokens, blank)
+            for c in range(VOCAB):
+                eos_blocked = step < options.min_tokens or (
+                    options.eos_near_end is not None and frame < length - options.eos_near_end)
+                if c == blank or (c == eos and eos_blocked and step < max_tokens) or (c != eos and step == max_tokens):
+                    continue
+                new = ctc_prefix_logprob(x, tokens + [c] * (c != eos), blank, complete=c == eos)
+                gain = (1 - lam) * logp[c] + lam * (new - old if lam else 0.0)
+                candidates.append((score + gain, tokens + [c], frames + [frame]))
+        top = sorted(candidates, key=lambda c: -c[0])[: 2 * k]
+        finished += [(norm(s, len(t)), t[:-1], f[:-1]) for i, (s, t, f) in enumerate(top)
+                     if t[-1] == eos and i < k and s > -math.inf]
+        finished = sorted(finished, key=lambda f: -f[0])[:k]
+        beams = [(t, s, f) for s, t, f in top if t[-1] != eos][:k]
+        best_live = max((norm(s, n) for _, s, _ in beams for n in range(step + 2, max_tokens + 2)), default=-math.inf)
+        if len(finished) == k and finished[-1][0] >= best_live:
+            break
+    return finished
+
+
+@pytest.mark.parametrize("ctc_weight, length_penalty, length_bonus, eos_near_end",
+                         [(0.0, 0.0, 0.0, None), (0.3, 1.0, 0.0, None), (0.5, 0.5, 0.2, 6)])
+def test_cached_beam_search_equals_full_recomputation(model, ctc_weight, length_penalty, length_bonus, eos_near_end):
+    options = replace(NO_RULES, ctc_weight=ctc_weight, length_penalty=length_penalty, length_bonus=length_bonus,
+                      eos_near_end=eos_near_end, nbest=3)
+    memory, memory_lengths = encode(model, [12000, 9000, 16000], seed=1)
+    results = decode_memory(model, memory, memory_lengths, options)
+    with torch.inference_mode():
+        for b, result in enumerate(results):
+            expected = reference_beam_search(model, memory[b], int(memory_lengths[b]), options)
+            assert [t for t, _ in result.nbest] == [t for _, t, _ in expected][: options.nbest]
+            assert [s for _, s in result.nbest] == pytest.approx([s for s, _, _ in expected][: options.nbest], abs=1e-4)
+            assert result.frames == expected[0][2]
+
+
+# ---- search against search ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rules", [{}, dict(window_back=None, window_forward=None), dict(eos_near_end=5)])
+def test_beam_of_one_equals_greedy(model, rules):
+    options = DecodingOptions(beam_size=1, ctc_weight=0.0, length_penalty=0.0, **rules)
+    memory, memory_lengths = encode(model, [16000, 7000, 11000])
+    with torch.inference_mode():
+        greedy = greedy_search(model, memory, memory_lengths, options)
+        beam = beam_search(model, memory, memory_lengths, options)
+    same_results(greedy, beam)
+
+
+@pytest.mark.parametrize("options", [DecodingOptions(beam_size=1), DecodingOptions(beam_size=4, nbest=4),
+                                     DecodingOptions(beam_size=3, ctc_pre_beam=3, eos_near_end=4)])
+def test_batched_equals_one_at_a_time_on_real_speech(model, shared_data, options):
+    names = ["3_george_7.wav", "8_jackson_21.wav", "0_lucas_33.wav", "5_nicolas_12.wav"]
+    clips = [torch.from_numpy(load_audio(str(shared_data / "fsdd" / "recordings" / n))) for n in names]
+    lengths = torch.tensor([len(c) for c in clips])
+    batch = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True)
+    together = decode(model, batch, lengths, options)
+    alone = [decode(model, c[None], torch.tensor([len(c)]), options)[0] for c in clips]
+    same_results(together, alone)
+
+
+def test_pre_beam_keeping_every_allowed_token_changes_nothing(model):
+    memory, memory_lengths = encode(model, [14000, 9000])
+    options = DecodingOptions(beam_size=4, nbest=4)
+    full = decode_memory(model, memory, memory_lengths, options)
+    pre_beam = decode_memory(model, memory, memory_lengths, replace(options, ctc_pre_beam=VOCAB - 1))
+    same_results(full, pre_beam)
+
+
+def test_deterministic_and_nbest_sorted(model):
+    options = DecodingOptions(beam_size=5, nbest=5)
+    first = decode(model, *waveforms([16000, 10000], seed=3), options)
+    second = decode(model, *waveforms([16000, 10000], seed=3), options)
+    assert [(r.tokens, r.score, r.frames, r.nbest) for r in first] == \
+        [(r.tokens, r.score, r.frames, r.nbest) for r in second]
+    for r in first:
+        scores = [s for _, s in r.nbest]
+        assert 1 < len(scores) <= 5 and scores == sorted(scores, reverse=True)
+        assert (r.tokens, r.score) == r.nbest[0]
+        assert all(t not in (model.blank, model.sos_eos) for t in r.tokens)
+
+
+# ---- attention rules and limits -------------------------------------------------------------------------
+
+def window_violations(frames, back, forward):
+    previous = [0] + frames[:-1]
+    return sum(not p - back <= f <= p + forward for p, f in zip(previous, frames))
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_window_bounds_each_step(model, beam_size):
+    back, forward = 1, 2
+    audio = waveforms([16000, 12000, 16000], seed=4)
+    options = DecodingOptions(beam_size=beam_size, min_tokens=10)
+    free = decode(model, *audio, replace(options, window_back=None, window_forward=None))
+    assert sum(window_violations(r.frames, back, forward) for r in free) > 0  # the test can fail
+    for r in decode(model, *audio, replace(options, window_back=back, window_forward=forward)):
+        assert len(r.frames) == len(r.tokens) >= 10
+        assert window_violations(r.frames, back, forward) == 0
+
+
+def test_eos_near_end_blocks_early_eos(model):
+    eager = ASRModel(model.cfg).eval()
+    eager.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        eager.decoder.out.bias[eager.sos_eos] += 20.0  # EOS first, whatever the audio
+    memory, memory_lengths = encode(eager, [16000, 12000])
+    margin, unforced = 2, 0
+    for beam_size in (1, 3):
+        options = replace(NO_RULES, beam_size=beam_size, ctc_weight=0.0)
+        assert all(r.tokens == [] for r in decode_memory(eager, memory, memory_lengths, options))
+        results = decode_memory(eager, memory, memory_lengths, replace(options, eos_near_end=margin))
+        for b, r in enumerate(results):
+            assert len(r.tokens) > 0
+            if len(r.tokens) == memory_lengths[b]:
+                continue  # EOS forced at the maximum length
+            unforced += 1
+            with torch.inference_mode():  # where the decoder looked when it chose EOS
+                _, weights = eager.decoder(torch.tensor([[eager.sos_eos] + r.tokens]), memory[b: b + 1],
+                                           memory_lengths[b: b + 1], need_weights=True)
+            assert torch.stack(weights)[:, 0, :, -1].mean(dim=(0, 1)).argmax() >= memory_lengths[b] - margin
+    assert unforced > 0
+
+
+def test_length_limits(model):
+    memory, memory_lengths = encode(model, [16000, 8000])
+    for beam_size in (1, 3):
+        options = DecodingOptions(beam_size=beam_size, max_length_ratio=0.25, min_tokens=2)
+        for r, n in zip(decode_memory(model, memory, memory_lengths, options), memory_lengths.tolist()):
+            assert 2 <= len(r.tokens) <= n // 4
+        capped = decode_memory(model, memory, memory_lengths, replace(options, max_tokens=3, min_tokens=3))
+        assert [len(r.tokens) for r in capped] == [3, 3]
+
+
+def test_pure_ctc_weight_has_no_nan(model):
+    for r in decode(model, *waveforms([16000, 9000]), DecodingOptions(beam_size=4, ctc_weight=1.0)):
+        assert math.isfinite(r.score)
