@@ -72,7 +72,12 @@ def sinusoids(length: int, channels: int) -> Tensor:
 
 
 class ConvSubsampler(nn.Module):
-    """2-D convolutions over (time, mel), each striding time and frequency, then a projection to d_model."""
+    """2-D convolutions over (time, mel), each striding time and frequency, then a projection to d_model.
+
+    The convolutions are padded ("same"-style), so T frames become ceil(T / factor): a short word
+    keeps enough encoder frames for CTC to spell it (unpadded, 0.3 s of "three" would leave 6 frames
+    for the 6 that t-h-r-e-blank-e needs). Frames past each utterance's length are zeroed before every
+    convolution, so a padded batch gives each item what it would get alone."""
 
     # (kernel, stride) per convolution for each subsampling factor
     LAYOUTS = {4: [(3, 2), (3, 2)], 6: [(3, 2), (5, 3)], 8: [(3, 2), (3, 2), (3, 2)]}
@@ -82,28 +87,25 @@ class ConvSubsampler(nn.Module):
         if factor not in self.LAYOUTS:
             raise ValueError(f"subsampling must be one of {sorted(self.LAYOUTS)}, got {factor}")
         self.layout = self.LAYOUTS[factor]
-        layers, in_ch, freq = [], 1, n_mels
+        self.convs, in_ch, freq = nn.ModuleList(), 1, n_mels
         for kernel, stride in self.layout:
-            layers += [nn.Conv2d(in_ch, channels, kernel, stride), nn.ReLU()]
-            in_ch, freq = channels, (freq - kernel) // stride + 1
-        self.conv = nn.Sequential(*layers)
+            self.convs.append(nn.Conv2d(in_ch, channels, kernel, stride, padding=kernel // 2))
+            in_ch, freq = channels, -(-freq // stride)
         self.out = nn.Linear(channels * freq, d_model)
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
-        for kernel, stride in self.layout:
-            lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+        for _, stride in self.layout:
+            lengths = -torch.div(-lengths, stride, rounding_mode="floor")  # ceil
         return lengths
 
-    def min_input_frames(self) -> int:
-        frames = 1
-        for kernel, stride in reversed(self.layout):
-            frames = (frames - 1) * stride + kernel
-        return frames
-
     def forward(self, feats: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
-        x = self.conv(feats.unsqueeze(1))  # [B, C, T', F']
+        x = feats.unsqueeze(1)  # [B, 1, T, F]
+        for conv, (_, stride) in zip(self.convs, self.layout):
+            x = x.masked_fill(lengths_to_padding_mask(lengths, x.shape[2])[:, None, :, None], 0.0)
+            x = torch.relu(conv(x))
+            lengths = -torch.div(-lengths, stride, rounding_mode="floor")
         b, c, t, f = x.shape
-        return self.out(x.transpose(1, 2).reshape(b, t, c * f)), self.output_lengths(lengths)
+        return self.out(x.transpose(1, 2).reshape(b, t, c * f)), lengths
 
 
 class MultiHeadAttention(nn.Module):

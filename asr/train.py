@@ -145,6 +145,9 @@ class Trainer:
         self.sampler = BucketBatchSampler([u.duration for u in train_utts], cfg.max_batch_seconds,
                                           max_batch_size=cfg.max_batch_size, seed=cfg.seed,
                                           num_replicas=self.dist.world_size, rank=self.dist.rank)
+        # persistent workers: no process start-up at every epoch; the sampler is re-iterated each pass
+        self.train_loader = DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate,
+                                       num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.peak_lr, betas=(0.9, 0.98),
                                            weight_decay=cfg.weight_decay)
         self.scheduler = WarmupInverseSqrt(self.optimizer, cfg.warmup_steps)
@@ -235,10 +238,10 @@ class Trainer:
     def _train_epoch(self, model) -> bool:
         """One pass; returns False when stopped early (SIGINT or should_stop), state saved by caller."""
         model.train()
-        loader = DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate,
-                            num_workers=self.cfg.num_workers)
         scaler = torch.amp.GradScaler("cuda", enabled=self.cfg.amp == "fp16" and self.device.type == "cuda")
-        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", disable=not self.dist.is_main,
+        # tqdm's disable=None: a live bar on a terminal, nothing in redirected logs
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+                   disable=None if self.dist.is_main else True,
                    dynamic_ncols=True, leave=False)
         totals, start = self.epoch_totals, time.perf_counter()
         audio_at_start = totals["audio"]
