@@ -101,11 +101,196 @@ def _prep(args) -> int:
     return 0
 
 
+def _decoding_args(p: argparse.ArgumentParser) -> None:
+    from .decode import DecodingOptions
+
+    d = DecodingOptions()
+    g = p.add_argument_group("decoding")
+    g.add_argument("--beam-size", type=int, default=d.beam_size, help="1 = greedy search (default %(default)s)")
+    g.add_argument("--ctc-weight", type=float, default=d.ctc_weight,
+                   help="weight of the CTC prefix score in beam search, 0 = none (default %(default)s)")
+    g.add_argument("--ctc-pre-beam", type=int, default=d.ctc_pre_beam,
+                   help="score only each hypothesis' k best tokens by attention with CTC (0 = all)")
+    g.add_argument("--window-back", type=_optional_int, default=d.window_back,
+                   help="frames cross-attention may move back per step; 'none' = no limit (default %(default)s)")
+    g.add_argument("--window-forward", type=_optional_int, default=d.window_forward,
+                   help="frames cross-attention may move forward per step; 'none' = no limit (default %(default)s)")
+    g.add_argument("--eos-near-end", type=_optional_int, default=d.eos_near_end,
+                   help="allow EOS only when attending within this many frames of the end ('none' = anywhere)")
+    g.add_argument("--length-penalty", type=float, default=d.length_penalty,
+                   help="rank finished hypotheses by score / length**α (default %(default)s)")
+    g.add_argument("--nbest", type=int, default=d.nbest, help="hypotheses kept per input (default %(default)s)")
+    g.add_argument("--batch-seconds", type=float, default=120.0, help="padded audio per batch (default %(default)s)")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (auto: cuda when available)")
+
+
+def _optional_int(text: str):
+    if text.lower() in ("none", "off", "-1"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
+
+
+def _decoding_options(args):
+    from .decode import DecodingOptions
+
+    try:
+        return DecodingOptions(beam_size=args.beam_size, nbest=args.nbest, ctc_weight=args.ctc_weight,
+                               ctc_pre_beam=args.ctc_pre_beam, length_penalty=args.length_penalty,
+                               window_back=args.window_back, window_forward=args.window_forward,
+                               eos_near_end=args.eos_near_end)
+    except ValueError as e:
+        raise ASRError(f"bad decoding option: {e}") from None
+
+
+def _load_recognizer(args):
+    from .transcribe import Recognizer
+
+    return Recognizer.load(args.model, _device(args.device))
+
+
+def _refuse_overwrite(path: str, overwrite: bool) -> None:
+    if os.path.exists(path) and not overwrite:
+        raise ASRError(f"{path} exists: pass --overwrite to replace it")
+
+
+def _transcribe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="AUDIO",
+                   help="audio files, folders (searched recursively) or manifests (.jsonl)")
+    p.add_argument("--model", required=True, help="model file (EXP_DIR/model.pt)")
+    p.add_argument("--out", help="write results here instead of printing 'path<TAB>text' lines")
+    p.add_argument("--format", choices=("txt", "json", "jsonl"),
+                   help="format of --out (default: from its extension, else txt); json(l) has n-best, "
+                        "scores and per-token times")
+    p.add_argument("--chunk-seconds", type=float, default=30.0,
+                   help="recordings longer than this are cut at quiet moments and decoded in pieces")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    _decoding_args(p)
+
+
+def _transcribe(args) -> int:
+    import json
+
+    from .data import atomic_output
+
+    fmt = args.format or (os.path.splitext(args.out)[1].lstrip(".") if args.out else "txt")
+    if fmt not in ("txt", "json", "jsonl"):
+        raise ASRError(f"--out {args.out}: cannot tell the format from its extension; pass --format")
+    if args.out:
+        _refuse_overwrite(args.out, args.overwrite)
+    if args.chunk_seconds <= 0:
+        raise ASRError("--chunk-seconds must be positive")
+    options = _decoding_options(args)
+    recognizer = _load_recognizer(args)
+    failed = []
+
+    def report(message: str) -> None:
+        failed.append(message)
+        print(f"asr transcribe: skipped {message}", file=sys.stderr)
+
+    transcripts = recognizer.transcribe(args.inputs, options, batch_seconds=args.batch_seconds,
+                                        chunk_seconds=args.chunk_seconds, progress=True, on_error=report)
+    if fmt == "txt":
+        lines = [f"{t.name}\t{t.text}\n" for t in transcripts]
+    elif fmt == "jsonl":
+        lines = [json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in transcripts]
+    else:
+        lines = [json.dumps([t.to_dict() for t in transcripts], ensure_ascii=False, indent=1) + "\n"]
+    if args.out:
+        with atomic_output(args.out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+        print(f"{len(transcripts)} transcripts -> {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.writelines(lines)
+    timing = recognizer.timing
+    print(f"{timing.audio_seconds:.1f} s of audio, real-time factor {timing.rtf:.4f}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model file (EXP_DIR/model.pt)")
+    p.add_argument("--manifest", required=True, help="test manifest (.jsonl) with reference texts")
+    p.add_argument("--out", required=True, help="folder for summary.json, results.jsonl and attention plots")
+    p.add_argument("--plots", type=int, default=3, help="attention-alignment PNGs for the first N utterances")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier evaluation in --out")
+    _decoding_args(p)
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate, format_summary
+
+    _refuse_overwrite(os.path.join(args.out, "summary.json"), args.overwrite)
+    options = _decoding_options(args)
+    summary = evaluate(_load_recognizer(args), args.manifest, args.out, options, batch_seconds=args.batch_seconds,
+                       plots=max(0, args.plots), progress=True)
+    print(format_summary(summary))
+    print(os.path.join(args.out, "summary.json"))
+    return 0
+
+
+def _score_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ref", help="reference text file")
+    p.add_argument("hyp", help="hypothesis text file")
+    p.add_argument("--ids", action="store_true",
+                   help="lines are 'ID text' (Kaldi style) and are matched by ID; default: matched by line number")
+    p.add_argument("--lang", default="en", help="normalisation applied to both (en, zh; default %(default)s)")
+    p.add_argument("--no-normalize", action="store_true", help="score the texts exactly as written")
+
+
+def _score(args) -> int:
+    from .metrics import character_errors, word_errors
+    from .text import normalize_text
+
+    refs, hyps = _read_texts(args.ref, args.ids), _read_texts(args.hyp, args.ids)
+    if args.ids:
+        missing = sorted(refs.keys() - hyps.keys())
+        if missing:
+            raise ASRError(f"{args.hyp}: no hypothesis for {len(missing)} reference ids, e.g. {missing[0]}")
+        keys = sorted(refs)
+    else:
+        if len(refs) != len(hyps):
+            raise ASRError(f"{args.ref} has {len(refs)} lines but {args.hyp} has {len(hyps)}")
+        keys = list(refs)
+    clean = (lambda t: " ".join(t.split())) if args.no_normalize else (lambda t: normalize_text(t, args.lang))
+    ref_texts, hyp_texts = [clean(refs[k]) for k in keys], [clean(hyps[k]) for k in keys]
+    for name, counts in (("CER", character_errors(ref_texts, hyp_texts)), ("WER", word_errors(ref_texts, hyp_texts))):
+        print(f"{name} {100 * counts.rate:.2f}% (S {counts.substitutions}, D {counts.deletions}, "
+              f"I {counts.insertions} of {counts.reference_length})")
+    print(f"{len(keys)} utterances")
+    return 0
+
+
+def _read_texts(path: str, with_ids: bool) -> dict:
+    """Line number (or ID) -> text."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise ASRError(f"{path}: no such file") from None
+    except (IsADirectoryError, UnicodeDecodeError) as e:
+        raise ASRError(f"{path}: not a UTF-8 text file ({type(e).__name__})") from None
+    if not with_ids:
+        return dict(enumerate(lines))
+    texts = {}
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            key, _, text = line.strip().partition(" ")
+            if key in texts:
+                raise ASRError(f"{path}:{number}: id {key} appears twice")
+            texts[key] = text
+    return texts
+
+
 # name -> (add arguments to a subparser, run(args) -> exit code, one-line help)
 COMMANDS = {
     "train": (_train_args, _train, "train a model from manifests"),
     "average": (_average_args, _average, "average checkpoints into one model file"),
     "prep": (_prep_args, _prep, "write train/dev/test manifests for a corpus, downloading it if needed"),
+    "transcribe": (_transcribe_args, _transcribe, "transcribe audio files, folders or manifests"),
+    "evaluate": (_evaluate_args, _evaluate, "decode a test manifest and score CER/WER"),
+    "score": (_score_args, _score, "CER/WER of a hypothesis text file against a reference"),
 }
 
 if __name__ == "__main__":

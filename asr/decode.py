@@ -3,7 +3,7 @@
 skipping or repeating audio: a monotonic cross-attention window and "EOS only near the end".
 
 All bookkeeping is tensors of shape [utterances × beams]; the only Python loop is over output steps."""
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Tuple
 
 import torch
@@ -293,6 +293,24 @@ def decode_memory(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
         raise ValueError("an utterance is too short to give a single encoder frame")
     search = greedy_search if options.beam_size == 1 else beam_search
     return search(model, memory, memory_lengths, options)
+
+
+@torch.inference_mode()
+def attention_map(model: ASRModel, memory: Tensor, memory_lengths: Tensor, tokens: List[int],
+                  options: DecodingOptions = DecodingOptions()) -> Tensor:
+    """Cross-attention [len(tokens) + 1, T] (layers and heads averaged) of one utterance's decoder
+    fed `tokens` then EOS, under the options' attention window: the alignment the search saw."""
+    room = len(tokens) + 1  # a cache for every token, whatever the utterance's length
+    step_once = DecoderStep(model, memory[:1], memory_lengths[:1],
+                            replace(options, max_tokens=room, max_length_ratio=float(room)))
+    inputs = torch.tensor([model.sos_eos] + list(tokens), device=memory.device)
+    last_frame = inputs.new_zeros(1)
+    rows = []
+    for step, token in enumerate(inputs):
+        _, weights = model.decoder.step(token[None], step_once.cache, step_once.window.mask(last_frame, memory.shape[1]))
+        rows.append(weights.mean(dim=(1, 2))[0])
+        last_frame = rows[-1].argmax()[None]
+    return torch.stack(rows)
 
 
 @torch.inference_mode()

@@ -297,6 +297,12 @@ class ASRModel(nn.Module):
         self.ctc = nn.Linear(cfg.d_model, cfg.vocab_size)
         self.blank, self.sos_eos = SPECIAL_TOKENS.index(BLANK), SPECIAL_TOKENS.index(SOS_EOS)
 
+    @property
+    def seconds_per_frame(self) -> float:
+        """Duration of one encoder frame, to turn attention peaks into times."""
+        f = self.cfg.features
+        return self.cfg.subsampling * f.hop_length / f.sample_rate
+
     def features(self, waveforms: Tensor, lengths: Tensor,
                  generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
         feats, frames = self.frontend(waveforms, lengths)

@@ -13,7 +13,6 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Dict, List, Optional
 
-import jiwer
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -25,6 +24,7 @@ from .data import BucketBatchSampler, SpeechDataset, collate, filter_utterances,
 from .decode import DecodingOptions, decode
 from .errors import ASRError
 from .features import GlobalCMVN
+from .metrics import character_error_rate
 from .model import PRESETS, ASRModel, ModelConfig
 from .text import CharTokenizer, normalize_text
 
@@ -109,13 +109,6 @@ def set_rng_state(state: Dict) -> None:
 
 def _as_tuple(x):
     return tuple(_as_tuple(i) for i in x) if isinstance(x, (list, tuple)) else x
-
-
-def character_error_rate(refs: List[str], hyps: List[str]) -> float:
-    pairs = [(r, h) for r, h in zip(refs, hyps) if r]
-    if not pairs:
-        return 0.0
-    return jiwer.cer([r for r, _ in pairs], [h for _, h in pairs])
 
 
 class Trainer:

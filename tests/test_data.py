@@ -9,8 +9,8 @@ from asr.data import (IGNORE_ID, BucketBatchSampler, Example, ManifestError, Spe
                       filter_utterances, load_manifest, write_manifest)
 from asr.errors import ASRError
 from asr.text import CharTokenizer
+from data_prep.fsdd import DIGITS
 
-DIGITS = "zero one two three four five six seven eight nine".split()
 
 
 @pytest.fixture(scope="module")

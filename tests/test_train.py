@@ -13,8 +13,8 @@ from asr.checkpoint import load_model_file
 from asr.cli import main as cli_main
 from asr.data import Utterance, write_manifest
 from asr.train import TrainConfig, train
+from data_prep.fsdd import DIGITS
 
-DIGITS = "zero one two three four five six seven eight nine".split()
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,6 @@
 corpus=yesno
 shared_name=yesno
 average_best=3
-valid_split=dev
+valid_split=train  # yes/no has no dev split: validate on the training files
 . "$(dirname "$0")/../common.sh"
 . "$(dirname "$0")/../stages.sh"

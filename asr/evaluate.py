@@ -1,0 +1,100 @@
+"""Scoring a model on a test manifest: decode, normalise references exactly as in training, count
+errors, and write a per-utterance report, a summary and attention plots."""
+import json
+import logging
+import os
+from dataclasses import asdict
+from typing import Dict, List, Optional
+
+from .data import atomic_output
+from .decode import DecodingOptions
+from .metrics import character_errors, utterance_errors, word_errors
+from .text import normalize_text
+from .transcribe import Recognizer, Timing, Transcript, collect_sources
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: DecodingOptions = DecodingOptions(),
+             batch_seconds: float = 120.0, max_batch_size: int = 32, plots: int = 3,
+             progress: bool = False) -> Dict:
+    """Decodes every utterance whole (no cutting: long-form accuracy is what is measured) and returns
+    the summary also written to OUT_DIR/summary.json."""
+    sources = collect_sources([manifest], recognizer.sample_rate)
+    recognizer.timing = Timing()
+    transcripts = recognizer.transcribe_sources(sources, options, batch_seconds, max_batch_size,
+                                                chunk_seconds=None, progress=progress)
+    refs = [normalize_text(s.text or "", recognizer.lang) for s in sources]
+    hyps = [t.text for t in transcripts]
+    chars, words = character_errors(refs, hyps), word_errors(refs, hyps)
+    timing = recognizer.timing
+    summary = dict(cer=chars.rate, wer=words.rate, num_utterances=len(sources), rtf=timing.rtf,
+                   char_errors=chars.to_dict(), word_errors=words.to_dict(),
+                   sentence_errors=sum(r != h for r, h in zip(refs, hyps)),
+                   audio_seconds=timing.audio_seconds, compute_seconds=timing.compute_seconds,
+                   load_seconds=timing.load_seconds, manifest=os.path.abspath(manifest),
+                   decoding=asdict(options), device=str(recognizer.device))
+    os.makedirs(out_dir, exist_ok=True)
+    write_results(os.path.join(out_dir, "results.jsonl"), sources, refs, transcripts)
+    with atomic_output(os.path.join(out_dir, "summary.json")) as tmp, open(tmp, "w") as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
+    if plots:
+        plot_alignments(recognizer, sources[:plots], transcripts[:plots], options, out_dir)
+    return summary
+
+
+def write_results(path: str, sources, refs: List[str], transcripts: List[Transcript]) -> None:
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for source, ref, t in zip(sources, refs, transcripts):
+            f.write(json.dumps(dict(id=source.name, ref=ref, hyp=t.text, score=t.score, duration=round(t.duration, 3),
+                                    **utterance_errors(ref, t.text)), ensure_ascii=False) + "\n")
+
+
+def format_summary(summary: Dict) -> str:
+    c, w = summary["char_errors"], summary["word_errors"]
+    return (f"CER {100 * summary['cer']:.2f}% (S {c['substitutions']}, D {c['deletions']}, I {c['insertions']} "
+            f"of {c['reference_length']} chars)  WER {100 * summary['wer']:.2f}% (S {w['substitutions']}, "
+            f"D {w['deletions']}, I {w['insertions']} of {w['reference_length']} words)  "
+            f"{summary['num_utterances']} utterances  RTF {summary['rtf']:.4f}")
+
+
+def plot_alignments(recognizer: Recognizer, sources, transcripts: List[Transcript], options: DecodingOptions,
+                    out_dir: str) -> List[str]:
+    """PNGs of the cross-attention each hypothesis was decoded with; skipped without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no attention plots (pip install 'asr[plots]')")
+        return []
+    paths = []
+    for source, transcript in zip(sources, transcripts):
+        tokens = recognizer.tokenizer.encode(transcript.text)
+        weights = recognizer.attention(source.load(recognizer.sample_rate), tokens, options)
+        paths.append(os.path.join(out_dir, f"attention_{_safe(source.name)}.png"))
+        save_attention_plot(plt, weights.numpy(), recognizer.tokenizer.tokens, tokens, recognizer.model.seconds_per_frame,
+                            f"{source.name}: {transcript.text}", paths[-1])
+    return paths
+
+
+def save_attention_plot(plt, weights, vocabulary: List[str], tokens: List[int], seconds_per_frame: float,
+                        title: str, path: str, ax_title: Optional[str] = None) -> None:
+    labels = [vocabulary[t] for t in tokens] + ["<eos>"]
+    fig, ax = plt.subplots(figsize=(min(24, 3 + weights.shape[1] * 0.06), min(24, 1.5 + len(labels) * 0.22)))
+    ax.imshow(weights, aspect="auto", origin="upper", interpolation="nearest", cmap="viridis",
+              extent=(0, weights.shape[1] * seconds_per_frame, len(labels) - 0.5, -0.5))
+    if len(labels) <= 120:
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("encoder time (s)")
+    ax.set_ylabel("output token")
+    ax.set_title(ax_title or title[:120], fontsize=9)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]

@@ -1,0 +1,92 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from asr.audio import audio_info
+from asr.cli import main
+
+
+def test_transcribe_folder_prints_a_line_per_file(shared_data, overfit_model, capsys):
+    model_path, _ = overfit_model
+    assert main(["transcribe", "--model", model_path, "--beam-size", "1", str(shared_data / "clips")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 20 and all(line.count("\t") == 1 for line in lines)
+    assert any(line.startswith(str(shared_data / "clips" / "en" / "whisper_jfk.flac") + "\t") for line in lines)
+
+
+def test_transcribe_stereo_44k_flac_to_json(shared_data, overfit_model, tmp_path):
+    model_path, _ = overfit_model
+    flac = shared_data / "clips" / "en" / "whisper_jfk.flac"
+    info = audio_info(str(flac))
+    assert (info.samplerate, info.channels) == (44100, 2)
+    out = tmp_path / "out.json"
+    assert main(["transcribe", "--model", model_path, "--out", str(out), "--nbest", "2", str(flac)]) == 0
+    [item] = json.loads(out.read_text())
+    assert item["audio"] == str(flac) and item["duration"] == pytest.approx(info.frames / 44100, abs=1e-3)
+    assert len(item["nbest"]) == 2 and item["nbest"][0]["text"] == item["text"]
+    assert all(0 <= t["time"] <= item["duration"] for t in item["tokens"])
+    # the file is not replaced without --overwrite
+    before = out.read_bytes()
+    assert main(["transcribe", "--model", model_path, "--out", str(out), str(flac)]) == 1
+    assert out.read_bytes() == before
+
+
+def test_transcribe_manifest_to_jsonl_matches_references(overfit_model, tmp_path):
+    model_path, manifest = overfit_model
+    out = tmp_path / "hyp.jsonl"
+    assert main(["transcribe", "--model", model_path, "--out", str(out), manifest]) == 0
+    texts = [json.loads(line)["text"] for line in out.read_text().splitlines()]
+    assert texts == ["one", "one", "two", "two", "three", "three"]
+
+
+def test_evaluate_command_writes_summary(overfit_model, tmp_path, capsys):
+    model_path, manifest = overfit_model
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", model_path, "--manifest", manifest, "--out", str(out), "--plots", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "CER 0.00%" in printed and "6 utterances" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"cer", "wer", "num_utterances", "rtf", "char_errors", "word_errors", "decoding"} <= set(summary)
+    assert len(list(out.glob("attention_*.png"))) == 1
+    assert main(["evaluate", "--model", model_path, "--manifest", manifest, "--out", str(out)]) == 1  # no overwrite
+
+
+def test_score_by_line_and_by_id(tmp_path, capsys):
+    ref, hyp = tmp_path / "ref.txt", tmp_path / "hyp.txt"
+    ref.write_text("One two.\nthree\n")  # normalised like the model's output
+    hyp.write_text("one too\nthree\n")
+    assert main(["score", str(ref), str(hyp)]) == 0
+    out = capsys.readouterr().out
+    assert "CER 8.33% (S 1, D 0, I 0 of 12)" in out and "WER 33.33% (S 1, D 0, I 0 of 3)" in out
+    ref.write_text("u1 one two\nu2 three\n")
+    hyp.write_text("u2 three\nu1 one two\n")
+    assert main(["score", "--ids", str(ref), str(hyp)]) == 0
+    assert "CER 0.00%" in capsys.readouterr().out
+    hyp.write_text("u2 three\n")
+    assert main(["score", "--ids", str(ref), str(hyp)]) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["transcribe", "--model", "missing.pt", "x.wav"], "missing.pt: no such model"),
+    (["evaluate", "--model", "{model}", "--manifest", "missing.jsonl", "--out", "{tmp}/e"], "missing.jsonl"),
+    (["transcribe", "--model", "{model}", "--beam-size", "0", "{manifest}"], "bad decoding option"),
+    (["transcribe", "--model", "{model}", "{tmp}"], "no audio files"),
+    (["score", "{tmp}/nothing.txt", "{tmp}/nothing.txt"], "no such file"),
+])
+def test_bad_input_gives_one_line_and_nonzero_exit(args, message, overfit_model, tmp_path):
+    model_path, manifest = overfit_model
+    args = [a.format(model=model_path, manifest=manifest, tmp=tmp_path) for a in args]
+    run = subprocess.run([sys.executable, "-m", "asr.cli", *args], capture_output=True, text=True)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert message in run.stderr and run.stderr.strip().count("\n") == 0, run.stderr
+
+
+def test_unreadable_file_among_good_ones_is_skipped_with_exit_1(overfit_model, tmp_path, capsys):
+    model_path, manifest = overfit_model
+    (tmp_path / "broken.wav").write_bytes(b"RIFF0000WAVE")
+    good = json.loads(open(manifest).readline())["audio"]
+    assert main(["transcribe", "--model", model_path, good, str(tmp_path / "broken.wav")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [f"{good}\tone"] and "broken.wav" in captured.err

@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+import asr
+from asr.data import load_manifest, write_manifest
+from asr.decode import DecodingOptions
+from asr.evaluate import evaluate, format_summary
+
+
+def test_evaluate_scores_writes_results_and_plots(overfit_model, tmp_path):
+    model_path, manifest = overfit_model
+    summary = evaluate(asr.load_model(model_path), manifest, str(tmp_path), plots=2)
+    assert summary["cer"] == 0.0 and summary["wer"] == 0.0 and summary["num_utterances"] == 6
+    assert summary["char_errors"]["reference_length"] == len("oneonetwotwothreethree")
+    assert 0 < summary["rtf"] < 1 and summary["decoding"]["beam_size"] == 10
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
+    assert [r["hyp"] for r in rows] == [r["ref"] for r in rows]
+    pngs = sorted(p.name for p in tmp_path.glob("attention_*.png"))
+    assert len(pngs) == 2 and all((tmp_path / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    assert "CER 0.00%" in format_summary(summary)
+
+
+def test_errors_are_counted_against_normalised_references(overfit_model, tmp_path):
+    model_path, manifest = overfit_model
+    utts = load_manifest(manifest)
+    utts[0].text = "ONE!"  # normalised to "one": no error
+    utts[2].text = "twos"  # the model says "two": one deletion
+    utts[4].text = "tree"  # the model says "three": one insertion
+    edited = str(tmp_path / "edited.jsonl")
+    write_manifest(edited, utts)
+    summary = evaluate(asr.load_model(model_path), edited, str(tmp_path / "out"), DecodingOptions(), plots=0)
+    c, w = summary["char_errors"], summary["word_errors"]
+    assert (c["substitutions"], c["deletions"], c["insertions"]) == (0, 1, 1)
+    assert summary["cer"] == pytest.approx(2 / len("oneonetwostwotreethree"))
+    assert (w["substitutions"], w["deletions"], w["insertions"], w["reference_length"]) == (2, 0, 0, 6)
+    assert summary["sentence_errors"] == 2
+
+
+def test_greedy_and_windowless_options_are_recorded(overfit_model, tmp_path):
+    model_path, manifest = overfit_model
+    options = DecodingOptions(beam_size=1, window_back=None, window_forward=None)
+    summary = evaluate(asr.load_model(model_path), manifest, str(tmp_path), options, plots=0)
+    assert summary["decoding"]["beam_size"] == 1 and summary["decoding"]["window_back"] is None
+    assert summary["cer"] <= 0.1

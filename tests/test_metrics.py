@@ -1,0 +1,27 @@
+import pytest
+
+from asr.metrics import character_errors, utterance_errors, word_errors
+
+
+def test_character_counts_include_spaces():
+    counts = character_errors(["one two"], ["one too"])  # w -> o: one substitution of 7 characters
+    assert (counts.substitutions, counts.deletions, counts.insertions, counts.reference_length) == (1, 0, 0, 7)
+    assert counts.rate == pytest.approx(1 / 7)
+
+
+def test_word_counts_and_empty_references():
+    counts = word_errors(["one two three", ""], ["one three", "four"])
+    # "two" deleted; "four" inserted against an empty reference
+    assert (counts.substitutions, counts.deletions, counts.insertions, counts.reference_length) == (0, 1, 1, 3)
+    assert counts.rate == pytest.approx(2 / 3)
+
+
+def test_chinese_characters_are_scored_one_by_one():
+    counts = character_errors(["换一首歌"], ["换首个歌"])
+    assert counts.errors == 2 and counts.reference_length == 4
+
+
+def test_per_utterance_report():
+    report = utterance_errors("eight", "eigh")
+    assert report["char"]["deletions"] == 1 and report["char"]["rate"] == pytest.approx(0.2)
+    assert report["word"]["substitutions"] == 1
