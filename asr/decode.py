@@ -23,7 +23,7 @@ class DecodingOptions:
     length_penalty: float = 1.0  # α: finished hypotheses rank by score / length**α (EOS counted); 0 = sum
     length_bonus: float = 0.0  # added to the score per token, before normalising (ESPnet's "penalty")
     max_length_ratio: float = 1.0  # at most this many tokens per encoder frame
-    max_tokens: int = 400  # and never more than this
+    max_tokens: int = 1000  # and never more than this (a minute of fast speech)
     min_tokens: int = 0  # EOS forbidden before this many tokens
     # cross-attention may move at most this many encoder frames back / forward from the frame the
     # previous step attended (step 0: frame 0); None = no limit on that side

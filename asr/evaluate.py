@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 
 from .data import atomic_output
 from .decode import DecodingOptions
-from .metrics import character_errors, utterance_errors, word_errors
+from .metrics import AttentionFailures, character_errors, utterance_errors, word_errors
 from .text import normalize_text
 from .transcribe import Recognizer, Timing, Transcript, collect_sources
 
@@ -27,10 +27,14 @@ def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Decod
     refs = [normalize_text(s.text or "", recognizer.lang) for s in sources]
     hyps = [t.text for t in transcripts]
     chars, words = character_errors(refs, hyps), word_errors(refs, hyps)
+    failures = AttentionFailures()
+    for ref, hyp in zip(refs, hyps):
+        failures.add(" ".join(ref) if recognizer.lang.startswith("zh") else ref,
+                     " ".join(hyp) if recognizer.lang.startswith("zh") else hyp)
     timing = recognizer.timing
     summary = dict(cer=chars.rate, wer=words.rate, num_utterances=len(sources), rtf=timing.rtf,
                    char_errors=chars.to_dict(), word_errors=words.to_dict(),
-                   sentence_errors=sum(r != h for r, h in zip(refs, hyps)),
+                   sentence_errors=sum(r != h for r, h in zip(refs, hyps)), attention_failures=asdict(failures),
                    audio_seconds=timing.audio_seconds, compute_seconds=timing.compute_seconds,
                    load_seconds=timing.load_seconds, manifest=os.path.abspath(manifest),
                    decoding=asdict(options), device=str(recognizer.device))

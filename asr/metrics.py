@@ -47,3 +47,33 @@ def character_error_rate(refs: List[str], hyps: List[str]) -> float:
 def utterance_errors(ref: str, hyp: str) -> Dict[str, Dict[str, float]]:
     """Per-utterance counts, for the per-utterance report."""
     return dict(char=character_errors([ref], [hyp]).to_dict(), word=word_errors([ref], [hyp]).to_dict())
+
+
+@dataclass
+class AttentionFailures:
+    """Utterances showing the three ways an attention decoder loses its place (word level, or
+    character level for Chinese): it stops early (the last `min_run`+ reference words missing), skips
+    (`min_run`+ consecutive reference words missing elsewhere) or loops (inserted words that repeat
+    the words just before them)."""
+    early_stops: int = 0
+    skips: int = 0
+    loops: int = 0
+
+    def add(self, ref: str, hyp: str, min_run: int = 2) -> None:
+        ref_words, hyp_words = ref.split(), hyp.split()
+        if not ref_words:
+            return
+        if not hyp_words:
+            self.early_stops += len(ref_words) >= min_run
+            return
+        chunks = jiwer.process_words(ref, hyp).alignments[0]
+        deletions = [c for c in chunks if c.type == "delete" and c.ref_end_idx - c.ref_start_idx >= min_run]
+        self.early_stops += any(c.ref_end_idx == len(ref_words) for c in deletions)
+        self.skips += any(c.ref_end_idx < len(ref_words) for c in deletions)
+        self.loops += any(c.type == "insert" and _repeats_before(hyp_words, c.hyp_start_idx, c.hyp_end_idx)
+                          for c in chunks)
+
+
+def _repeats_before(words: List[str], start: int, end: int) -> bool:
+    n = end - start
+    return start >= n and words[start:end] == words[start - n:start]

@@ -3,6 +3,7 @@ durations from audio headers, and writing the manifests with a summary of what w
 import argparse
 import hashlib
 import importlib
+import json
 import os
 import shutil
 import sys
@@ -13,8 +14,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Sequence, Set
 
+import numpy as np
+import soundfile as sf
+
 from asr.audio import AudioError, audio_duration
-from asr.data import Utterance, write_manifest
+from asr.data import Utterance, atomic_output
 from asr.errors import ASRError
 
 SPLITS = ("train", "dev", "test")
@@ -44,8 +48,9 @@ class Clip(NamedTuple):
 
 @dataclass
 class Prep:
-    """What a corpus module's prepare() works on, and where it collects utterances and the
-    files it had to leave out (reason -> names), so that nothing is dropped silently."""
+    """What a corpus module's prepare() works on, and where it collects utterances, the files it
+    had to leave out (reason -> names), so that nothing is dropped silently, and, for corpora it
+    composes or synthesises, where each utterance's audio came from (id -> JSON-able provenance)."""
     corpus_dir: str  # a folder: an archive given as --corpus-dir has been unpacked by now
     out_dir: str
     download_dir: str
@@ -53,6 +58,7 @@ class Prep:
     splits: Dict[str, List[Utterance]] = field(default_factory=lambda: {split: [] for split in SPLITS})
     skipped: Dict[str, List[str]] = field(default_factory=dict)
     ids: Set[str] = field(default_factory=set)
+    sources: Dict[str, object] = field(default_factory=dict)
 
     def skip(self, reason: str, name: str) -> None:
         self.skipped.setdefault(reason, []).append(name)
@@ -69,9 +75,10 @@ class Prep:
             return None
         return seconds
 
-    def add(self, uid: str, clip: Clip, text: str, lang: Optional[str]) -> None:
+    def add(self, uid: str, clip: Clip, text: str, lang: Optional[str], sources: object = None) -> None:
         """Adds an utterance unless its id is taken, its transcript empty or its audio unreadable;
-        the duration is read from the audio header unless the clip is a segment that gives it."""
+        the duration is read from the audio header unless the clip gives it. `sources`, where
+        given, goes to OUT/<split>.sources.jsonl, since manifests keep only Utterance's keys."""
         text = " ".join(text.split())
         if uid in self.ids:
             self.skip("duplicate id", uid)
@@ -81,6 +88,8 @@ class Prep:
             duration = clip.duration if clip.duration is not None else self.duration(clip.path)
             if duration is not None:
                 self.ids.add(uid)
+                if sources is not None:
+                    self.sources[uid] = sources
                 self.splits[clip.split].append(Utterance(
                     id=uid, audio=os.path.abspath(clip.path), duration=round(duration, 4), text=text,
                     speaker=clip.speaker, lang=lang, offset=clip.offset))
@@ -235,13 +244,19 @@ def corpus_folder(corpus: str, module, options: argparse.Namespace, download_dir
     raise CorpusError(f"{path}: no such file or directory")
 
 
+def needs_corpus(module) -> bool:
+    """False for a module that makes its audio from nothing (NEEDS_CORPUS = False, e.g. synth)."""
+    return getattr(module, "NEEDS_CORPUS", True)
+
+
 def parse_options(corpus: str, module, argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"asr prep {corpus}", description=module.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus-dir", help="the corpus as distributed: its folder or its .tar(.gz) archive; "
-                                             "left out, the corpus is downloaded")
     parser.add_argument("--out", required=True, help="folder for train.jsonl, dev.jsonl and test.jsonl")
-    parser.add_argument("--download-dir", help="where downloads and unpacked archives go (default: OUT/downloads)")
+    if needs_corpus(module):
+        parser.add_argument("--corpus-dir", help="the corpus as distributed: its folder or its .tar(.gz) archive; "
+                                                 "left out, the corpus is downloaded")
+        parser.add_argument("--download-dir", help="where downloads and unpacked archives go (default: OUT/downloads)")
     if hasattr(module, "add_args"):
         module.add_args(parser)
     return parser.parse_args(argv)
@@ -261,32 +276,55 @@ def report_skipped(skipped: Dict[str, List[str]]) -> None:
         print(f"skipped {len(names):,} ({reason}): {shown}")
 
 
+def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> None:
+    """16-bit WAV of audio that a module made (composed or synthesised), written atomically."""
+    with atomic_output(path) as tmp:
+        sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
+
+
+def write_lines(path: str, lines: Sequence[str]) -> bool:
+    """Writes the lines atomically or, given none, removes the file that an earlier run left, so
+    that a rerun into the same folder never leaves a stale split behind. True if it removed one."""
+    if lines:
+        with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in lines)
+        return False
+    stale = os.path.exists(path)
+    if stale:
+        os.remove(path)
+    return stale
+
+
 def write_splits(prep: Prep) -> None:
-    """Writes each split that has utterances and removes the manifest of one that now has none,
-    so that a rerun into the same folder never leaves a stale split behind."""
-    for split in SPLITS:
+    """Writes each split's manifest, and its sources where the module recorded them."""
+    width = max(map(len, prep.splits))
+    for split, utterances in prep.splits.items():
         path = os.path.join(prep.out_dir, f"{split}.jsonl")
-        utterances = prep.splits[split]
+        stale = write_lines(path, [u.to_json() for u in utterances])
+        sources = [{"id": u.id, "sources": prep.sources[u.id]} for u in utterances if u.id in prep.sources]
+        write_lines(os.path.join(prep.out_dir, f"{split}.sources.jsonl"), [json.dumps(s) for s in sources])
         if utterances:
-            write_manifest(path, utterances)
-            print(f"{split:<5} {summary(utterances)}  {path}")
+            print(f"{split:<{width}} {summary(utterances)}  {path}")
         else:
-            stale = os.path.exists(path)
-            if stale:
-                os.remove(path)
-            print(f"{split:<5} {'none':>9}" + (f" (removed the old {path})" if stale else ""))
+            print(f"{split:<{width}} {'none':>9}" + (f" (removed the old {path})" if stale else ""))
 
 
 def prepare_corpus(corpus: str, argv: Sequence[str]) -> None:
-    """`asr prep CORPUS ARGV...`: the corpus module's prepare(), then the manifests and a summary."""
+    """`asr prep CORPUS ARGV...`: the corpus module's prepare(), then the manifests and a summary
+    for train/dev/test and any EXTRA_SPLITS the module declares (fsdd_connected's test_long)."""
     module = importlib.import_module(f"data_prep.{corpus}")
     options = parse_options(corpus, module, argv)
     if os.path.exists(options.out) and not os.path.isdir(options.out):
         raise CorpusError(f"{options.out}: exists and is not a folder")
-    download_dir = options.download_dir or os.path.join(options.out, "downloads")
-    prep = Prep(corpus_folder(corpus, module, options, download_dir), options.out, download_dir, options)
+    if needs_corpus(module):
+        download_dir = options.download_dir or os.path.join(options.out, "downloads")
+        corpus_dir = corpus_folder(corpus, module, options, download_dir)
+    else:
+        download_dir = corpus_dir = ""
+    splits = {split: [] for split in SPLITS + tuple(getattr(module, "EXTRA_SPLITS", ()))}
+    prep = Prep(corpus_dir, options.out, download_dir, options, splits)
     module.prepare(prep)
     report_skipped(prep.skipped)
     if not any(prep.splits.values()):
-        raise CorpusError(f"{prep.corpus_dir}: no usable {corpus} utterances found")
+        raise CorpusError(f"{prep.corpus_dir or corpus}: no usable {corpus} utterances found")
     write_splits(prep)

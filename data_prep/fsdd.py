@@ -13,7 +13,7 @@ from .common import Clip, CorpusError, Download, Prep, find_root
 
 TEST_TAKES = 5
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-_NAME = re.compile(r"(\d)_([^_]+)_(\d+)")
+RECORDING_NAME = re.compile(r"(\d)_([^_]+)_(\d+)")
 
 
 def add_args(parser) -> None:
@@ -38,7 +38,7 @@ def prepare(prep: Prep) -> None:
     folder = os.path.join(find_root(prep.corpus_dir, "recordings"), "recordings")
     for path in sorted(glob.glob(os.path.join(folder, "*.wav"))):
         name = os.path.splitext(os.path.basename(path))[0]
-        match = _NAME.fullmatch(name)
+        match = RECORDING_NAME.fullmatch(name)
         if match is None:
             prep.skip("name is not {digit}_{speaker}_{take}", name)
             continue

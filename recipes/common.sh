@@ -1,5 +1,6 @@
 # Shared by the recipes' run.sh: option parsing, the asr command, and stage control.
-# A recipe sets `corpus`, `shared_name` and its defaults, sources this file, then runs its stages.
+# A recipe sets `corpus`, `shared_name` and its defaults (optionally `decode_options`, extra flags for
+# asr evaluate and asr transcribe), sources this file, then runs its stages.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 stage=0
@@ -25,11 +26,15 @@ done
 if [ -x "$repo/.venv/bin/asr" ]; then asr="$repo/.venv/bin/asr" python="$repo/.venv/bin/python"; else asr=asr python=python3; fi
 command -v "$asr" >/dev/null || { echo "run.sh: the asr command is missing: run 'bash setup.sh' first" >&2; exit 1; }
 # The read-only copy in ../shared/data is used in place when present; otherwise `asr prep` downloads.
-if [ -z "$corpus_dir" ] && [ -e "$repo/../shared/data/$shared_name" ]; then
+# A corpus that is made rather than read (synth) sets shared_name="": it gets neither.
+if [ -n "$shared_name" ] && [ -z "$corpus_dir" ] && [ -e "$repo/../shared/data/$shared_name" ]; then
   corpus_dir="$repo/../shared/data/$shared_name"
 fi
 exp_dir=${exp_dir:-$repo/exp/$corpus}
 data_dir=${data_dir:-$exp_dir/data}
 config=${config:-$(dirname "$0")/conf/train.yaml}
 run_stage() { [ "$1" -ge "$stage" ] && [ "$1" -le "$stop_stage" ]; }
-prep_source() { if [ -n "$corpus_dir" ]; then echo --corpus-dir "$corpus_dir"; else echo --download-dir "$exp_dir/downloads"; fi; }
+prep_source() {
+  if [ -n "$corpus_dir" ]; then echo --corpus-dir "$corpus_dir"
+  elif [ -n "$shared_name" ]; then echo --download-dir "$exp_dir/downloads"; fi
+}

@@ -14,11 +14,16 @@ if run_stage 3; then
   $asr average --exp-dir "$exp_dir" --best "$average_best" --out "$exp_dir/model.pt"
 fi
 if run_stage 4; then
-  echo "== stage 4: evaluation on the test split"
-  $asr evaluate --model "$exp_dir/model.pt" --manifest "$data_dir/test.jsonl" --out "$exp_dir/eval_test"
+  echo "== stage 4: evaluation on the test split (and on test_long, the long-form one, where there is one)"
+  for split in test test_long; do
+    if [ -f "$data_dir/$split.jsonl" ]; then
+      $asr evaluate --model "$exp_dir/model.pt" --manifest "$data_dir/$split.jsonl" --out "$exp_dir/eval_$split" \
+        --overwrite ${decode_options[@]+"${decode_options[@]}"}
+    fi
+  done
 fi
 if run_stage 5; then
   echo "== stage 5: transcribing a sample"
   sample=$(head -n 1 "$data_dir/test.jsonl" | "$python" -c "import json,sys; print(json.loads(sys.stdin.read())['audio'])")
-  $asr transcribe --model "$exp_dir/model.pt" "$sample"
+  $asr transcribe --model "$exp_dir/model.pt" "$sample" ${decode_options[@]+"${decode_options[@]}"}
 fi

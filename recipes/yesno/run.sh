@@ -5,5 +5,6 @@ corpus=yesno
 shared_name=yesno
 average_best=3
 valid_split=train  # yes/no has no dev split: validate on the training files
+decode_options=(--ctc-weight 0.5)  # see conf/train.yaml
 . "$(dirname "$0")/../common.sh"
 . "$(dirname "$0")/../stages.sh"

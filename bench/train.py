@@ -1,0 +1,63 @@
+"""Training throughput: one optimiser step (forward with SpecAugment and dropout, joint CTC/attention
+loss, backward, gradient clipping, AdamW) on a fixed batch, as audio seconds trained per wall second.
+
+    python bench/train.py [--presets small base] [--batch 8] [--seconds 5] [--tokens 60] [--threads 2]
+
+Random audio and labels: the cost of a step does not depend on what is said. Prints markdown rows."""
+import argparse
+import statistics
+import time
+
+import torch
+
+from asr.model import PRESETS, ASRModel, ModelConfig
+
+
+def step_seconds(model: ASRModel, audio: torch.Tensor, lengths: torch.Tensor, tokens: torch.Tensor,
+                 repeats: int) -> float:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    times = []
+    for i in range(repeats + 1):  # the first step warms up allocators and kernels
+        start = time.perf_counter()
+        loss = model(audio, lengths, tokens)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        if i:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["small", "base"], choices=sorted(PRESETS))
+    parser.add_argument("--batch", type=int, default=8, help="utterances per step")
+    parser.add_argument("--seconds", type=float, default=5.0, help="audio per utterance")
+    parser.add_argument("--tokens", type=int, default=60, help="characters per transcript")
+    parser.add_argument("--vocab", type=int, default=31)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="ModelConfig overrides on top of each preset, e.g. conv_channels=64")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    overrides = {k: int(v) if v.isdigit() else v for k, v in (item.split("=", 1) for item in args.set)}
+
+    audio = torch.randn(args.batch, int(args.seconds * 16000)) * 0.1
+    lengths = torch.full((args.batch,), audio.shape[1])
+    tokens = torch.randint(3, args.vocab, (args.batch, args.tokens))
+    print(f"batch {args.batch} x {args.seconds:g} s, {args.tokens} tokens each, {args.threads} threads, "
+          f"median of {args.repeats} steps")
+    print("| preset | parameters | step (s) | audio s / wall s |")
+    print("|---|---:|---:|---:|")
+    for preset in args.presets:
+        model = ASRModel(ModelConfig(vocab_size=args.vocab, **{**PRESETS[preset], **overrides})).train()
+        seconds = step_seconds(model, audio, lengths, tokens, args.repeats)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        print(f"| {preset} | {params:.2f} M | {seconds:.3f} | {args.batch * args.seconds / seconds:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
