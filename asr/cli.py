@@ -164,8 +164,9 @@ def _transcribe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("txt", "json", "jsonl"),
                    help="format of --out (default: from its extension, else txt); json(l) has n-best, "
                         "scores and per-token times")
-    p.add_argument("--chunk-seconds", type=float, default=30.0,
-                   help="recordings longer than this are cut at quiet moments and decoded in pieces")
+    p.add_argument("--chunk-seconds", type=float,
+                   help="recordings longer than this are cut at quiet moments and decoded in pieces "
+                        "(default: the longest utterance the model was trained on)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _decoding_args(p)
 
@@ -180,7 +181,7 @@ def _transcribe(args) -> int:
         raise ASRError(f"--out {args.out}: cannot tell the format from its extension; pass --format")
     if args.out:
         _refuse_overwrite(args.out, args.overwrite)
-    if args.chunk_seconds <= 0:
+    if args.chunk_seconds is not None and args.chunk_seconds <= 0:
         raise ASRError("--chunk-seconds must be positive")
     options = _decoding_options(args)
     recognizer = _load_recognizer(args)
@@ -214,6 +215,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", required=True, help="test manifest (.jsonl) with reference texts")
     p.add_argument("--out", required=True, help="folder for summary.json, results.jsonl and attention plots")
     p.add_argument("--plots", type=int, default=3, help="attention-alignment PNGs for the first N utterances")
+    p.add_argument("--chunk-seconds", type=float,
+                   help="cut utterances longer than this at pauses, as asr transcribe does (default: decode whole)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier evaluation in --out")
     _decoding_args(p)
 
@@ -224,7 +227,7 @@ def _evaluate(args) -> int:
     _refuse_overwrite(os.path.join(args.out, "summary.json"), args.overwrite)
     options = _decoding_options(args)
     summary = evaluate(_load_recognizer(args), args.manifest, args.out, options, batch_seconds=args.batch_seconds,
-                       plots=max(0, args.plots), progress=True)
+                       plots=max(0, args.plots), progress=True, chunk_seconds=args.chunk_seconds)
     print(format_summary(summary))
     print(os.path.join(args.out, "summary.json"))
     return 0

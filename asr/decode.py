@@ -26,9 +26,10 @@ class DecodingOptions:
     max_tokens: int = 1000  # and never more than this (a minute of fast speech)
     min_tokens: int = 0  # EOS forbidden before this many tokens
     # cross-attention may move at most this many encoder frames back / forward from the frame the
-    # previous step attended (step 0: frame 0); None = no limit on that side
-    window_back: Optional[int] = 4
-    window_forward: Optional[int] = 12
+    # previous step attended (step 0: frame 0); None = no limit on that side. Off by default: on the
+    # recipes' models it never beat CTC prefix scoring alone (BENCHMARKS.md, "Search settings")
+    window_back: Optional[int] = None
+    window_forward: Optional[int] = None
     eos_near_end: Optional[int] = None  # EOS only while attending within this many frames of the end; None = anywhere
 
     def __post_init__(self):

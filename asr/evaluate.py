@@ -17,13 +17,13 @@ log = logging.getLogger(__name__)
 
 def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: DecodingOptions = DecodingOptions(),
              batch_seconds: float = 120.0, max_batch_size: int = 32, plots: int = 3,
-             progress: bool = False) -> Dict:
-    """Decodes every utterance whole (no cutting: long-form accuracy is what is measured) and returns
-    the summary also written to OUT_DIR/summary.json."""
+             progress: bool = False, chunk_seconds: Optional[float] = None) -> Dict:
+    """Decodes every utterance whole, or cut at pauses into pieces of at most chunk_seconds as
+    `asr transcribe` does, and returns the summary also written to OUT_DIR/summary.json."""
     sources = collect_sources([manifest], recognizer.sample_rate)
     recognizer.timing = Timing()
     transcripts = recognizer.transcribe_sources(sources, options, batch_seconds, max_batch_size,
-                                                chunk_seconds=None, progress=progress)
+                                                chunk_seconds=chunk_seconds, progress=progress)
     refs = [normalize_text(s.text or "", recognizer.lang) for s in sources]
     hyps = [t.text for t in transcripts]
     chars, words = character_errors(refs, hyps), word_errors(refs, hyps)
@@ -37,7 +37,7 @@ def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Decod
                    sentence_errors=sum(r != h for r, h in zip(refs, hyps)), attention_failures=asdict(failures),
                    audio_seconds=timing.audio_seconds, compute_seconds=timing.compute_seconds,
                    load_seconds=timing.load_seconds, manifest=os.path.abspath(manifest),
-                   decoding=asdict(options), device=str(recognizer.device))
+                   decoding=asdict(options), chunk_seconds=chunk_seconds, device=str(recognizer.device))
     os.makedirs(out_dir, exist_ok=True)
     write_results(os.path.join(out_dir, "results.jsonl"), sources, refs, transcripts)
     with atomic_output(os.path.join(out_dir, "summary.json")) as tmp, open(tmp, "w") as f:

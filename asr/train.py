@@ -131,6 +131,8 @@ class Trainer:
         if not train_utts:
             raise ASRError(f"{train_manifest}: no usable training utterances")
         self.valid_utts = load_manifest(valid_manifest)
+        # transcription cuts recordings to this: attention does not generalise far past what it saw
+        self.longest_utterance = max(u.duration for u in train_utts)
         self.tokenizer = self._tokenizer(train_utts)
         self.model = ASRModel(cfg.model_config(len(self.tokenizer))).to(self.device)
         self.train_set = SpeechDataset(train_utts, self.tokenizer, cfg.lang)
@@ -161,7 +163,8 @@ class Trainer:
 
     # -- state -------------------------------------------------------------------------------
     def checkpoint(self) -> Dict:
-        info = dict(epoch=self.epoch, step=self.step, train_config=asdict(self.cfg))
+        info = dict(epoch=self.epoch, step=self.step, train_config=asdict(self.cfg),
+                    longest_train_utterance=math.ceil(self.longest_utterance * 100) / 100)
         state = model_file(self.model, self.tokenizer.tokens, self.cfg.lang, info)
         state["training"] = dict(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                                  sampler=self.sampler.state_dict(self.batches_done), rng=rng_state(),

@@ -160,6 +160,12 @@ class Recognizer:
         return cls(loaded.model, loaded.tokenizer, loaded.lang, loaded.info)
 
     @property
+    def default_chunk_seconds(self) -> float:
+        """The longest utterance the model was trained on (30 s when unknown): an attention decoder
+        loses its place in audio much longer than anything it saw, so longer recordings are cut."""
+        return float(self.info.get("longest_train_utterance", 30.0))
+
+    @property
     def sample_rate(self) -> int:
         return self.model.cfg.features.sample_rate
 
@@ -168,18 +174,21 @@ class Recognizer:
         return next(self.model.parameters()).device
 
     def transcribe(self, inputs: Union[AudioInput, Iterable[AudioInput]], options: DecodingOptions = DecodingOptions(),
-                   batch_seconds: float = 120.0, max_batch_size: int = 32, chunk_seconds: float = 30.0,
+                   batch_seconds: float = 120.0, max_batch_size: int = 32, chunk_seconds: Optional[float] = None,
                    progress: bool = False, on_error: Optional[Callable[[str], None]] = None) -> List[Transcript]:
         """Transcripts in the order of the inputs (a folder's files sorted, a manifest's lines in order).
-        Recordings longer than chunk_seconds are decoded in pieces and joined."""
+        Recordings longer than chunk_seconds (default: default_chunk_seconds) are cut at pauses,
+        decoded in pieces and joined."""
         if isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor)):
             inputs = [inputs]
         sources = collect_sources(inputs, self.sample_rate, on_error)
-        return self.transcribe_sources(sources, options, batch_seconds, max_batch_size, chunk_seconds, progress)
+        return self.transcribe_sources(sources, options, batch_seconds, max_batch_size,
+                                       chunk_seconds or self.default_chunk_seconds, progress)
 
     def transcribe_sources(self, sources: List[Source], options: DecodingOptions = DecodingOptions(),
                            batch_seconds: float = 120.0, max_batch_size: int = 32,
-                           chunk_seconds: Optional[float] = 30.0, progress: bool = False) -> List[Transcript]:
+                           chunk_seconds: Optional[float] = None, progress: bool = False) -> List[Transcript]:
+        """Sources decoded whole, or cut into pieces of at most chunk_seconds."""
         pieces = [(i, piece) for i, source in enumerate(sources)
                   for piece in (split_long(source, self.sample_rate, chunk_seconds) if chunk_seconds else [source])]
         results: List[Optional[DecodingResult]] = [None] * len(pieces)

@@ -3,7 +3,7 @@ insertion counts, the attention failures (utterances that stop early, skip or lo
 asr.metrics.AttentionFailures) and the real-time factor, as markdown rows.
 
     python bench/decoding.py --model exp/fsdd/model.pt --manifest exp/fsdd/data/test.jsonl [--manifest ...]
-      [--settings greedy beam beam+ctc beam+window default] [--set window_forward=20 ...]
+      [--settings greedy beam beam+ctc beam+window beam+ctc+window] [--set window_forward=32 ...]
 
 Every utterance is decoded whole (no cutting), as `asr evaluate` does; the outputs of each run are
 kept under --out/<manifest>/<setting>/."""
@@ -17,14 +17,14 @@ from asr.decode import DecodingOptions
 from asr.evaluate import evaluate
 from asr.transcribe import Recognizer
 
-NO_WINDOW = dict(window_back=None, window_forward=None)
+WINDOW = dict(window_back=4, window_forward=12)  # encoder frames of 40 ms; widen with --set
 SETTINGS = {
-    "greedy": DecodingOptions(beam_size=1, ctc_weight=0.0, **NO_WINDOW),
-    "greedy+window": DecodingOptions(beam_size=1, ctc_weight=0.0),
-    "beam": DecodingOptions(ctc_weight=0.0, **NO_WINDOW),
-    "beam+ctc": DecodingOptions(**NO_WINDOW),
-    "beam+window": DecodingOptions(ctc_weight=0.0),
-    "beam+ctc+window": DecodingOptions(),
+    "greedy": DecodingOptions(beam_size=1, ctc_weight=0.0),
+    "greedy+window": DecodingOptions(beam_size=1, ctc_weight=0.0, **WINDOW),
+    "beam": DecodingOptions(ctc_weight=0.0),
+    "beam+ctc": DecodingOptions(),
+    "beam+window": DecodingOptions(ctc_weight=0.0, **WINDOW),
+    "beam+ctc+window": DecodingOptions(**WINDOW),
 }
 
 
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=sorted(SETTINGS))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="DecodingOptions changes applied to every setting, e.g. length_penalty=0")
+    parser.add_argument("--chunk-seconds", type=float, help="cut longer utterances at pauses (default: whole)")
     parser.add_argument("--out", default="exp/bench_decoding")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -46,11 +47,14 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for manifest in args.manifest:
         name = os.path.splitext(os.path.basename(manifest))[0]
+        label = name + (f" (cut at pauses, ≤ {args.chunk_seconds:g} s)" if args.chunk_seconds else "")
         for setting in args.settings:
             options = replace(SETTINGS[setting], **changes)
-            s = evaluate(recognizer, manifest, os.path.join(args.out, name, setting), options, plots=0)
+            out = os.path.join(args.out, f"{name}_cut{args.chunk_seconds:g}" if args.chunk_seconds else name, setting)
+            s = evaluate(recognizer, manifest, out, options, plots=0,
+                         chunk_seconds=args.chunk_seconds)
             c, f = s["char_errors"], s["attention_failures"]
-            print(f"| {name} | {setting} | {100 * s['cer']:.2f} | {c['substitutions']} | {c['deletions']} | "
+            print(f"| {label} | {setting} | {100 * s['cer']:.2f} | {c['substitutions']} | {c['deletions']} | "
                   f"{c['insertions']} | {100 * s['wer']:.2f} | {f['early_stops']} | {f['skips']} | {f['loops']} | "
                   f"{s['rtf']:.4f} |", flush=True)
 

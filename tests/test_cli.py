@@ -22,7 +22,8 @@ def test_transcribe_stereo_44k_flac_to_json(shared_data, overfit_model, tmp_path
     info = audio_info(str(flac))
     assert (info.samplerate, info.channels) == (44100, 2)
     out = tmp_path / "out.json"
-    assert main(["transcribe", "--model", model_path, "--out", str(out), "--nbest", "2", str(flac)]) == 0
+    assert main(["transcribe", "--model", model_path, "--out", str(out), "--nbest", "2", "--chunk-seconds", "30",
+                 str(flac)]) == 0
     [item] = json.loads(out.read_text())
     assert item["audio"] == str(flac) and item["duration"] == pytest.approx(info.frames / 44100, abs=1e-3)
     assert len(item["nbest"]) == 2 and item["nbest"][0]["text"] == item["text"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from asr.audio import load_audio
-from asr.decode import DecodingOptions, beam_search, decode, decode_memory, greedy_search
+from asr.decode import DecodingOptions, attention_map, beam_search, decode, decode_memory, greedy_search
 from asr.model import PRESETS, ASRModel, ModelConfig
 
 VOCAB = 8
@@ -124,7 +124,7 @@ def test_cached_beam_search_equals_full_recomputation(model, ctc_weight, length_
 
 # ---- search against search ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("rules", [{}, dict(window_back=None, window_forward=None), dict(eos_near_end=5)])
+@pytest.mark.parametrize("rules", [{}, dict(window_back=4, window_forward=12), dict(eos_near_end=5)])
 def test_beam_of_one_equals_greedy(model, rules):
     options = DecodingOptions(beam_size=1, ctc_weight=0.0, length_penalty=0.0, **rules)
     memory, memory_lengths = encode(model, [16000, 7000, 11000])
@@ -222,3 +222,16 @@ def test_length_limits(model):
 def test_pure_ctc_weight_has_no_nan(model):
     for r in decode(model, *waveforms([16000, 9000]), DecodingOptions(beam_size=4, ctc_weight=1.0)):
         assert math.isfinite(r.score)
+
+
+def test_attention_map_replays_the_search(model):
+    """The map `asr evaluate` plots is the attention the search saw: its argmax per token is the frame
+    the search recorded, and under a window it never leaves the window."""
+    options = DecodingOptions(beam_size=1, min_tokens=8, window_back=1, window_forward=2)
+    memory, memory_lengths = encode(model, [16000], seed=4)
+    [result] = decode_memory(model, memory, memory_lengths, options)
+    weights = attention_map(model, memory, memory_lengths, result.tokens, options)
+    assert weights.shape == (len(result.tokens) + 1, memory.shape[1])
+    assert torch.allclose(weights.sum(dim=1), torch.ones(len(weights)), atol=1e-5)
+    assert weights.argmax(dim=1)[:-1].tolist() == result.frames
+    assert window_violations(weights.argmax(dim=1).tolist(), 1, 2) == 0

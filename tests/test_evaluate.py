@@ -38,9 +38,12 @@ def test_errors_are_counted_against_normalised_references(overfit_model, tmp_pat
     assert summary["sentence_errors"] == 2
 
 
-def test_greedy_and_windowless_options_are_recorded(overfit_model, tmp_path):
+def test_greedy_and_window_options_are_recorded(overfit_model, tmp_path):
     model_path, manifest = overfit_model
-    options = DecodingOptions(beam_size=1, window_back=None, window_forward=None)
-    summary = evaluate(asr.load_model(model_path), manifest, str(tmp_path), options, plots=0)
-    assert summary["decoding"]["beam_size"] == 1 and summary["decoding"]["window_back"] is None
-    assert summary["cer"] <= 0.1
+    recognizer = asr.load_model(model_path)
+    greedy = evaluate(recognizer, manifest, str(tmp_path / "greedy"), DecodingOptions(beam_size=1), plots=0)
+    assert greedy["decoding"]["beam_size"] == 1 and greedy["decoding"]["window_back"] is None
+    assert greedy["cer"] <= 0.1
+    options = DecodingOptions(beam_size=1, window_back=4, window_forward=12)
+    windowed = evaluate(recognizer, manifest, str(tmp_path / "window"), options, plots=0)
+    assert (windowed["decoding"]["window_back"], windowed["decoding"]["window_forward"]) == (4, 12)

@@ -1,6 +1,6 @@
 import pytest
 
-from asr.metrics import character_errors, utterance_errors, word_errors
+from asr.metrics import AttentionFailures, character_errors, utterance_errors, word_errors
 
 
 def test_character_counts_include_spaces():
@@ -25,3 +25,14 @@ def test_per_utterance_report():
     report = utterance_errors("eight", "eigh")
     assert report["char"]["deletions"] == 1 and report["char"]["rate"] == pytest.approx(0.2)
     assert report["word"]["substitutions"] == 1
+
+
+def test_attention_failures_classify_stops_skips_and_loops():
+    failures = AttentionFailures()
+    failures.add("one two three four five six", "one two three four")  # stops two words early
+    failures.add("one two three four five six", "one four five six")  # skips "two three"
+    failures.add("one two three", "one two two three")  # repeats "two"
+    failures.add("one one one four", "one one one four")  # repeated digits said right: nothing
+    failures.add("one two three", "one too three")  # a plain substitution: nothing
+    failures.add("one two", "")  # says nothing at all: an early stop
+    assert (failures.early_stops, failures.skips, failures.loops) == (2, 1, 1)
