@@ -56,11 +56,12 @@ def write_results(path: str, sources, refs: List[str], transcripts: List[Transcr
 
 
 def format_summary(summary: Dict) -> str:
-    c, w = summary["char_errors"], summary["word_errors"]
+    c, w, f = summary["char_errors"], summary["word_errors"], summary["attention_failures"]
     return (f"CER {100 * summary['cer']:.2f}% (S {c['substitutions']}, D {c['deletions']}, I {c['insertions']} "
             f"of {c['reference_length']} chars)  WER {100 * summary['wer']:.2f}% (S {w['substitutions']}, "
             f"D {w['deletions']}, I {w['insertions']} of {w['reference_length']} words)  "
-            f"{summary['num_utterances']} utterances  RTF {summary['rtf']:.4f}")
+            f"{summary['num_utterances']} utterances  RTF {summary['rtf']:.4f}  "
+            f"(early stops {f['early_stops']}, skips {f['skips']}, loops {f['loops']})")
 
 
 def plot_alignments(recognizer: Recognizer, sources, transcripts: List[Transcript], options: DecodingOptions,
