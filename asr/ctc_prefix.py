@@ -4,10 +4,11 @@ The CTC prefix probability of a hypothesis h is the probability that the CTC out
 summed over every alignment. Beam search adds λ·(log ψ(g + c) − log ψ(g)) to each extension of g by c,
 and the full-sequence probability when c is EOS.
 
-Two parts, split so that the loop over frames runs only for the hypotheses that survive:
-`score` gives ψ for every token after every hypothesis at once as one matrix product per utterance,
-and `advance` runs the forward recursion over frames for the chosen extensions only (one per live
-beam), where ESPnet runs it for every candidate of every beam."""
+Two parts, split so that the forward recursion runs only for the hypotheses that survive: `score`
+gives ψ for every token after every hypothesis at once as one matrix product per utterance, and
+`advance` computes the forward variables of the chosen extensions only (one per live beam), where
+ESPnet runs its loop over frames for every candidate of every beam. The recursion itself is linear in
+probabilities, so it is solved for all frames with cumulative sums instead of a loop."""
 from dataclasses import dataclass
 
 import torch
@@ -72,21 +73,34 @@ class CTCPrefixScorer:
 
     def advance(self, state: CTCPrefixState, parents: Tensor, tokens: Tensor, prefix_scores: Tensor) -> CTCPrefixState:
         """Forward variables of the extensions parent + token (tokens [N], never EOS), with their ψ from
-        `score`. A prefix of L + 1 tokens cannot be complete before frame L, so the recursion starts there."""
+        `score`. A prefix of L + 1 tokens cannot be complete before frame L, so the recursion starts there:
+        r^n_t = (r^n_{t−1} ⊕ φ_{t−1}) · y_t(c), then r^b_t = (r^b_{t−1} ⊕ r^n_{t−1}) · y_t(blank), each
+        solved for all frames at once."""
         forward, last = state.forward.index_select(2, parents), state.last_token[parents]
         blank_end, token_end = forward[:, 0], forward[:, 1]
-        t_max = self.x.shape[0]
-        emit = self.x[:, self.rows[:, None], torch.stack([torch.full_like(tokens, self.blank), tokens], dim=1)]
-        emit = emit.transpose(1, 2)  # [T, 2, N]: blank, token
-        # slots r^b, r^n, φ, so that one logaddexp per frame updates both r^b and r^n:
-        # r^b_t = (r^b_{t−1} ⊕ r^n_{t−1}) · y_t(blank),  r^n_t = (r^n_{t−1} ⊕ φ_{t−1}) · y_t(c)
-        r = emit.new_full((t_max, 3, len(tokens)), float("-inf"))
-        r[:, 2] = torch.where(tokens == last, blank_end, torch.logaddexp(blank_end, token_end))
-        if state.length == 0:
-            r[0, 1] = emit[0, 1]
-        # per-frame views made once: the loop body is two kernels
-        r_n, r_b_or_phi, r_both, emit = r[:, 1:2].unbind(), r[:, 0::2].unbind(), r[:, :2].unbind(), emit.unbind()
-        for t in range(max(state.length, 1), t_max):
-            torch.logaddexp(r_n[t - 1], r_b_or_phi[t - 1], out=r_both[t])
-            r_both[t].add_(emit[t])
-        return CTCPrefixState(r[:, :2], prefix_scores, tokens, state.length + 1)
+        start = max(state.length, 1)
+        emit = self.x[start:, self.rows[:, None], torch.stack([torch.full_like(tokens, self.blank), tokens], dim=1)]
+        phi = torch.where(tokens == last, blank_end, torch.logaddexp(blank_end, token_end))  # [T, N]
+        # r^n at frame start − 1: only the first token can be complete there, emitted at frame 0
+        first = self.x[0, self.rows, tokens] if state.length == 0 else torch.full_like(prefix_scores, float("-inf"))
+        r_n = log_linear_recurrence(first, phi[start - 1: -1], emit[:, :, 1])
+        r_b = log_linear_recurrence(torch.full_like(first, float("-inf")),
+                                    torch.cat([first[None], r_n[:-1]]), emit[:, :, 0])
+        r = phi.new_full((self.x.shape[0], 2, len(tokens)), float("-inf"))
+        r[start:, 0], r[start:, 1], r[start - 1, 1] = r_b, r_n, first
+        return CTCPrefixState(r, prefix_scores, tokens, state.length + 1)
+
+
+_IMPOSSIBLE = -1e10  # stands in for log 0 inside the cumulative sums, where −inf would give NaN
+
+
+def log_linear_recurrence(initial: Tensor, inputs: Tensor, emit: Tensor) -> Tensor:
+    """y_t = log(e^{y_{t−1}} + e^{inputs_t}) + emit_t along dim 0, with y_{−1} = initial, without a loop
+    over frames: y_t = E_t + logcumsumexp_s(inputs_s − E_{s−1}), E the running sum of emit (float64,
+    so that the two large terms cancel precisely)."""
+    total = emit.double().clamp(min=_IMPOSSIBLE).cumsum(dim=0)
+    before = torch.cat([total.new_zeros(1, *total.shape[1:]), total[:-1]])
+    inputs = inputs.double().clone()
+    inputs[0] = torch.logaddexp(inputs[0], initial.double())
+    y = total + (inputs - before).logcumsumexp(dim=0)
+    return y.masked_fill(y < _IMPOSSIBLE / 2, float("-inf")).to(emit.dtype)
