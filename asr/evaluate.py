@@ -85,7 +85,7 @@ def plot_alignments(recognizer: Recognizer, sources, transcripts: List[Transcrip
 
 
 def save_attention_plot(plt, weights, vocabulary: List[str], tokens: List[int], seconds_per_frame: float,
-                        title: str, path: str, ax_title: Optional[str] = None) -> None:
+                        title: str, path: str) -> None:
     labels = [vocabulary[t] for t in tokens] + ["<eos>"]
     fig, ax = plt.subplots(figsize=(min(24, 3 + weights.shape[1] * 0.06), min(24, 1.5 + len(labels) * 0.22)))
     ax.imshow(weights, aspect="auto", origin="upper", interpolation="nearest", cmap="viridis",
@@ -94,7 +94,7 @@ def save_attention_plot(plt, weights, vocabulary: List[str], tokens: List[int], 
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.set_xlabel("encoder time (s)")
     ax.set_ylabel("output token")
-    ax.set_title(ax_title or title[:120], fontsize=9)
+    ax.set_title(title[:120], fontsize=9)
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")

@@ -19,7 +19,7 @@ from .checkpoint import load_model_file
 from .data import read_manifest
 from .decode import DecodingOptions, DecodingResult, attention_map, decode
 from .errors import ASRError
-from .text import SPACE
+from .text import SPACE, CharTokenizer
 
 MANIFEST_EXTENSIONS = (".jsonl", ".json")
 AudioInput = Union[str, "os.PathLike[str]", np.ndarray, torch.Tensor]
@@ -27,21 +27,22 @@ AudioInput = Union[str, "os.PathLike[str]", np.ndarray, torch.Tensor]
 
 @dataclass
 class Source:
-    """Something to transcribe: samples, or [offset, offset + duration) of a file (duration None = to
-    the end). `name` is the path or id shown to the user."""
+    """Something to transcribe: samples, or [offset, offset + duration) of a file. `name` is the path
+    or id shown to the user."""
     name: str
     duration: float
     path: Optional[str] = None
     offset: float = 0.0
     samples: Optional[np.ndarray] = None
     text: Optional[str] = None  # the reference, for sources read from a manifest
+    to_end: bool = True  # runs to the end of the file or array: read all of it, whatever the rounding
 
     def load(self, sample_rate: int) -> np.ndarray:
-        end = self.offset + self.duration
         if self.samples is not None:
-            return self.samples[int(round(self.offset * sample_rate)): int(round(end * sample_rate))]
-        to_end = end >= audio_duration(self.path) - 1e-3  # durations in manifests are rounded
-        return load_audio(self.path, sample_rate, self.offset, None if to_end else self.duration)
+            start = int(round(self.offset * sample_rate))
+            stop = None if self.to_end else start + int(round(self.duration * sample_rate))
+            return self.samples[start:stop]
+        return load_audio(self.path, sample_rate, self.offset, None if self.to_end else self.duration)
 
 
 @dataclass
@@ -92,7 +93,8 @@ def collect_sources(inputs: Iterable[AudioInput], sample_rate: int,
         elif path.lower().endswith(MANIFEST_EXTENSIONS):
             for utt in read_manifest(path):
                 duration = utt.duration if utt.duration > 0 else audio_duration(utt.audio) - (utt.offset or 0.0)
-                sources.append(Source(utt.id, duration, utt.audio, utt.offset or 0.0, text=utt.text))
+                sources.append(Source(utt.id, duration, utt.audio, utt.offset or 0.0, text=utt.text,
+                                      to_end=utt.offset is None))
         else:
             add_file(path)
     return sources
@@ -115,9 +117,9 @@ def split_long(source: Source, sample_rate: int, chunk_seconds: float) -> List[S
     rarely falls inside a word. Reads one piece at a time."""
     pieces, start, end = [], source.offset, source.offset + source.duration
     while end - start > chunk_seconds:
-        audio = replace(source, offset=start, duration=chunk_seconds).load(sample_rate)
+        audio = replace(source, offset=start, duration=chunk_seconds, to_end=False).load(sample_rate)
         cut = quietest_cut(audio, sample_rate, len(audio) * 2 // 3) / sample_rate
-        pieces.append(replace(source, offset=start, duration=cut))
+        pieces.append(replace(source, offset=start, duration=cut, to_end=False))
         start += cut
     return pieces + [replace(source, offset=start, duration=end - start)]
 
@@ -149,7 +151,7 @@ class Timing:
 class Recognizer:
     """A loaded model file, ready to transcribe."""
     model: torch.nn.Module
-    tokenizer: "CharTokenizer"  # noqa: F821
+    tokenizer: CharTokenizer
     lang: str
     info: dict = field(default_factory=dict)
     timing: Timing = field(default_factory=Timing)

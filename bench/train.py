@@ -5,28 +5,29 @@ loss, backward, gradient clipping, AdamW) on a fixed batch, as audio seconds tra
 
 Random audio and labels: the cost of a step does not depend on what is said. Prints markdown rows."""
 import argparse
-import statistics
-import time
+import os
+import sys
 
 import torch
 
 from asr.model import PRESETS, ASRModel, ModelConfig
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from decode import median_seconds  # noqa: E402  (warm-up call, then the median of `repeats` timed calls)
+
 
 def step_seconds(model: ASRModel, audio: torch.Tensor, lengths: torch.Tensor, tokens: torch.Tensor,
                  repeats: int) -> float:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    times = []
-    for i in range(repeats + 1):  # the first step warms up allocators and kernels
-        start = time.perf_counter()
+
+    def step():
         loss = model(audio, lengths, tokens)["loss"]
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
-        if i:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+
+    return median_seconds(step, repeats)
 
 
 def main() -> None:
