@@ -24,7 +24,8 @@ def load_checkpoint(path: str) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt or foreign file
-        raise ASRError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        first_sentence = str(e).splitlines()[0].split(". ")[0] if str(e) else ""
+        raise ASRError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first_sentence})") from None
 
 
 @dataclass

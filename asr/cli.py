@@ -205,6 +205,8 @@ def _transcribe(args) -> int:
         print(f"{len(transcripts)} transcripts -> {args.out}", file=sys.stderr)
     else:
         sys.stdout.writelines(lines)
+    if not transcripts:
+        raise ASRError("nothing could be read: no transcripts")
     timing = recognizer.timing
     print(f"{timing.audio_seconds:.1f} s of audio, real-time factor {timing.rtf:.4f}", file=sys.stderr)
     return 1 if failed else 0

@@ -10,7 +10,7 @@ from .data import atomic_output
 from .decode import DecodingOptions
 from .metrics import AttentionFailures, character_errors, utterance_errors, word_errors
 from .text import normalize_text
-from .transcribe import Recognizer, Timing, Transcript, collect_sources
+from .transcribe import Recognizer, Timing, Transcript, manifest_sources
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Decod
              progress: bool = False, chunk_seconds: Optional[float] = None) -> Dict:
     """Decodes every utterance whole, or cut at pauses into pieces of at most chunk_seconds as
     `asr transcribe` does, and returns the summary also written to OUT_DIR/summary.json."""
-    sources = collect_sources([manifest], recognizer.sample_rate)
+    sources = manifest_sources(manifest)
     recognizer.timing = Timing()
     transcripts = recognizer.transcribe_sources(sources, options, batch_seconds, max_batch_size,
                                                 chunk_seconds=chunk_seconds, progress=progress)

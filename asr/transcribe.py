@@ -91,12 +91,19 @@ def collect_sources(inputs: Iterable[AudioInput], sample_rate: int,
             for file in files:
                 add_file(file)
         elif path.lower().endswith(MANIFEST_EXTENSIONS):
-            for utt in read_manifest(path):
-                duration = utt.duration if utt.duration > 0 else audio_duration(utt.audio) - (utt.offset or 0.0)
-                sources.append(Source(utt.id, duration, utt.audio, utt.offset or 0.0, text=utt.text,
-                                      to_end=utt.offset is None))
+            sources.extend(manifest_sources(path))
         else:
             add_file(path)
+    return sources
+
+
+def manifest_sources(path: str) -> List[Source]:
+    """A manifest's utterances, each with its reference text, whatever the file is called."""
+    sources = []
+    for utt in read_manifest(path):
+        duration = utt.duration if utt.duration > 0 else audio_duration(utt.audio) - (utt.offset or 0.0)
+        sources.append(Source(utt.id, duration, utt.audio, utt.offset or 0.0, text=utt.text,
+                              to_end=utt.offset is None))
     return sources
 
 

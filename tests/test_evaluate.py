@@ -47,3 +47,11 @@ def test_greedy_and_window_options_are_recorded(overfit_model, tmp_path):
     options = DecodingOptions(beam_size=1, window_back=4, window_forward=12)
     windowed = evaluate(recognizer, manifest, str(tmp_path / "window"), options, plots=0)
     assert (windowed["decoding"]["window_back"], windowed["decoding"]["window_forward"]) == (4, 12)
+
+
+def test_manifest_is_read_as_a_manifest_whatever_its_name(overfit_model, tmp_path):
+    model_path, manifest = overfit_model
+    renamed = tmp_path / "test.list"
+    renamed.write_text(open(manifest).read())
+    summary = evaluate(asr.load_model(model_path), str(renamed), str(tmp_path / "out"), plots=0)
+    assert summary["num_utterances"] == 6 and summary["cer"] == 0.0
