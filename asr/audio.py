@@ -74,7 +74,7 @@ def load_audio(path: str, sr: int = SAMPLE_RATE, offset: float = 0.0,
         raise AudioError(f"{path}: cannot decode audio ({e})") from None
     if audio.shape[0] == 0:
         raise AudioError(f"{path}: contains no audio samples")
-    if stop is not None and audio.shape[0] < stop - start:
+    if stop is not None and audio.shape[0] < stop - start - 1:  # one sample of rounding is no error
         raise AudioError(f"{path}: segment ends at {offset + duration:.3f}s, past the end of the file")
     if not np.isfinite(audio).all():
         raise AudioError(f"{path}: contains NaN or infinite samples")

@@ -1,21 +1,21 @@
-"""Model files and training checkpoints: written atomically, read with weights_only=True."""
+"""Model files and training checkpoints: written atomically, read with weights_only=True, ranked by
+validation results, and averaged into the final model file."""
+import json
+import logging
 import os
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, Iterable, List, Optional
 
 import torch
 
-from .data import atomic_output
 from .errors import ASRError
+from .fileio import atomic_save
 from .model import ASRModel, ModelConfig
 from .text import CharTokenizer
 
 MODEL_FORMAT = "asr-model-1"
 
-
-def atomic_save(obj, path: str) -> None:
-    with atomic_output(path) as tmp:
-        torch.save(obj, tmp)
+log = logging.getLogger("asr.checkpoint")
 
 
 def load_checkpoint(path: str) -> dict:
@@ -53,14 +53,89 @@ def load_model_file(path: str, device: str = "cpu") -> LoadedModel:
     return LoadedModel(model, CharTokenizer.from_list(ckpt["tokens"]), ckpt["lang"], ckpt.get("info", {}))
 
 
-def average_state_dicts(paths: List[str]) -> Dict[str, torch.Tensor]:
-    """Element-wise mean of the model weights in several checkpoints (integer buffers taken from the last)."""
+def average_state_dicts(states: Iterable[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """Element-wise mean of model weights, summed in float64 (integer buffers taken from the last)."""
     total: Dict[str, torch.Tensor] = {}
-    for path in paths:
-        state = load_checkpoint(path)["state_dict"]
+    count = 0
+    for state in states:
         for k, v in state.items():
             if v.is_floating_point():
                 total[k] = total[k] + v.double() if k in total else v.double()
             else:
                 total[k] = v
-    return {k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in total.items()}
+        count += 1
+    return {k: (v / count).float() if v.is_floating_point() else v for k, v in total.items()}
+
+
+def average_checkpoints(paths: List[str], out_path: str) -> None:
+    """Writes a model file whose weights are the mean of `paths` (config, vocabulary and info from the
+    first), reading each file once and holding one at a time besides the running sums."""
+    if not paths:
+        raise ASRError("no checkpoints to average")
+    first: Dict = {}
+
+    def states():
+        for i, path in enumerate(paths):
+            ckpt = load_checkpoint(path)
+            if i == 0:
+                first.update((k, v) for k, v in ckpt.items() if k not in ("training", "state_dict"))
+            yield ckpt["state_dict"]
+
+    averaged = average_state_dicts(states())
+    first["info"] = {**first.get("info", {}), "averaged": [os.path.basename(p) for p in paths]}
+    atomic_save({**first, "state_dict": averaged}, out_path)
+
+
+def read_metrics(exp_dir: str) -> Dict[int, Dict]:
+    """EXP_DIR/metrics.jsonl by epoch (a later line for the same epoch wins)."""
+    path = os.path.join(exp_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        raise ASRError(f"{exp_dir}: no metrics.jsonl, so no validated checkpoints to rank")
+    with open(path, encoding="utf-8") as f:
+        return {m["epoch"]: m for m in map(json.loads, filter(str.strip, f))}
+
+
+def ranked_checkpoints(exp_dir: str) -> List[str]:
+    """Kept epoch checkpoints, best first: lowest validation CER, then loss; the later epoch on ties."""
+    by_epoch = read_metrics(exp_dir)
+    folder = os.path.join(exp_dir, "checkpoints")
+    kept = [e for e in by_epoch if os.path.isfile(os.path.join(folder, f"epoch{e}.pt"))]
+    kept.sort(key=lambda e: (by_epoch[e]["valid_cer"], by_epoch[e]["valid_loss"], -e))
+    return [os.path.join(folder, f"epoch{e}.pt") for e in kept]
+
+
+class CheckpointManager:
+    """The checkpoints of one training run: EXP_DIR/checkpoints/epochN.pt for the best `keep_best`
+    epochs, checkpoints/last.pt to resume from, the validation results they are ranked by
+    (EXP_DIR/metrics.jsonl), and EXP_DIR/model.pt, the mean of the best `average_best`."""
+
+    def __init__(self, exp_dir: str, keep_best: int, average_best: int):
+        self.exp_dir, self.keep_best, self.average_best = exp_dir, keep_best, average_best
+        self.folder = os.path.join(exp_dir, "checkpoints")
+        self.last = os.path.join(self.folder, "last.pt")
+        self.model_path = os.path.join(exp_dir, "model.pt")
+
+    def save(self, state: Dict, name: str = "last.pt") -> str:
+        path = os.path.join(self.folder, name)
+        atomic_save(state, path)
+        return path
+
+    def load_last(self) -> Optional[Dict]:
+        """The state to resume from, or None when there is none."""
+        return load_checkpoint(self.last) if os.path.exists(self.last) else None
+
+    def add_epoch(self, epoch: int, metrics: Dict, state: Dict) -> None:
+        """Records the epoch's validation results and checkpoint, then drops all but the best `keep_best`."""
+        with open(os.path.join(self.exp_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics) + "\n")
+        self.save(state, f"epoch{epoch}.pt")
+        self.save(state, "last.pt")
+        for path in ranked_checkpoints(self.exp_dir)[self.keep_best:]:
+            os.unlink(path)
+
+    def write_model(self) -> str:
+        """EXP_DIR/model.pt: the average of the best checkpoints (or the best one)."""
+        best = ranked_checkpoints(self.exp_dir)[: max(1, self.average_best)]
+        average_checkpoints(best, self.model_path)
+        log.info("wrote %s (average of %s)", self.model_path, ", ".join(os.path.basename(p) for p in best))
+        return self.model_path

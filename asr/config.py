@@ -1,14 +1,76 @@
-"""Training configs: a YAML file of TrainConfig fields, plus KEY=VALUE overrides from the command line."""
+"""Training configs: a YAML file of TrainConfig fields plus KEY=VALUE overrides, every entry checked
+against the dataclass it configures (TrainConfig; `model:` against ModelConfig, `decoding:` against
+DecodingOptions), and the batch sizes that training and decoding share by default."""
+import difflib
 import os
-from typing import List
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import yaml
 
+from .decode import DecodingOptions
 from .errors import ASRError
-from .train import TrainConfig
+from .model import PRESETS, ModelConfig
+
+BATCH_SECONDS = 120.0  # padded audio seconds per batch: training's default, and decoding's
+MAX_BATCH_SIZE = 32  # utterances per batch at most when decoding (validation, transcription, evaluation)
+AMP_MODES = ("none", "bf16", "fp16")
 
 
-def load_train_config(path: str, overrides: List[str] = ()) -> TrainConfig:
+@dataclass
+class TrainConfig:
+    preset: str = "small"
+    # overrides of the preset's ModelConfig fields
+    model: Dict = field(default_factory=dict, metadata={"schema": ModelConfig})
+    lang: str = "en"
+    epochs: int = 30
+    max_batch_seconds: float = BATCH_SECONDS  # padded audio seconds per batch (per step, all processes)
+    max_batch_size: int = 256
+    min_duration: float = 0.1
+    max_duration: float = 30.0
+    peak_lr: float = 2e-3
+    warmup_steps: int = 500
+    weight_decay: float = 1e-6
+    grad_clip: float = 5.0
+    accum_grad: int = 1
+    seed: int = 0
+    num_workers: int = 1
+    keep_best: int = 5  # best checkpoints kept (by validation CER, then loss)
+    average_best: int = 5  # model.pt = mean of this many best checkpoints (0 or 1: the best one)
+    amp: str = "none"  # "bf16" or "fp16": mixed precision on CUDA only
+    threads: int = 0  # torch threads per process (0 = torch's default)
+    cmvn_utterances: int = 0  # 0 = every training utterance
+    # DecodingOptions fields recommended for this model; saved in model.pt, the default when decoding with it
+    decoding: Dict = field(default_factory=dict, metadata={"schema": DecodingOptions})
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ASRError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        if self.amp not in AMP_MODES:
+            raise ASRError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        self.decoding_options()
+
+    @classmethod
+    def from_dict(cls, d: Dict) -> "TrainConfig":
+        return cls(**conform(d, cls))
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        try:
+            return ModelConfig.from_dict({**PRESETS[self.preset], **self.model, "vocab_size": vocab_size})
+        except (TypeError, ValueError) as e:
+            raise ASRError(f"bad model options: {e}") from None
+
+    def decoding_options(self) -> DecodingOptions:
+        try:
+            return DecodingOptions(**self.decoding)
+        except (TypeError, ValueError) as e:
+            raise ASRError(f"bad decoding options: {e}") from None
+
+
+def load_train_config(path: str, overrides: Sequence[str] = ()) -> TrainConfig:
+    """The YAML file at `path` with `overrides` (KEY=VALUE, dotted keys) applied on top."""
     if not os.path.isfile(path):
         raise ASRError(f"{path}: no such config file")
     try:
@@ -16,18 +78,96 @@ def load_train_config(path: str, overrides: List[str] = ()) -> TrainConfig:
             data = yaml.safe_load(f) or {}
     except yaml.YAMLError as e:
         raise ASRError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ASRError(f"{path}: expected a mapping of training options")
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ASRError(f"override {item!r} is not KEY=VALUE")
-        *parents, leaf = key.split(".")
-        target = data
-        for name in parents:
-            target = target.setdefault(name, {})
-        target[leaf] = yaml.safe_load(value)
     try:
-        return TrainConfig.from_dict(data)
-    except TypeError as e:
+        data = conform(data, TrainConfig)
+    except ASRError as e:
         raise ASRError(f"{path}: {e}") from None
+    return TrainConfig.from_dict(apply_overrides(data, overrides, TrainConfig))
+
+
+def apply_overrides(data: Dict, overrides: Sequence[str], schema: type) -> Dict:
+    """`data` (not changed) with each KEY=VALUE of `overrides` set, then checked against `schema`.
+
+    KEY may be dotted to reach into sections (`model.specaugment.time_masks=0`); VALUE is read as
+    YAML and then converted to the field's type (see `conform`)."""
+    data = _copy_sections(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ASRError(f"override {item!r} is not KEY=VALUE")
+        try:
+            target, leaf = _section_of(data, key, schema)
+        except ASRError as e:
+            raise ASRError(f"override {item!r}: {e}") from None
+        target[leaf] = yaml.safe_load(text)
+    return conform(data, schema)
+
+
+def _section_of(data: Dict, key: str, schema: type) -> Tuple[Dict, str]:
+    """The mapping in `data` that the dotted `key` sets a value in (made where missing), and the name it sets."""
+    *parents, leaf = key.split(".")
+    target, section = data, schema
+    for depth, name in enumerate(parents):
+        where = ".".join(parents[: depth + 1])
+        name, section = _lookup(section, name, where)
+        if section is None:
+            raise ASRError(f"{where!r} is a value, not a section")
+        target = target.setdefault(name, {})
+        if not isinstance(target, dict):
+            raise ASRError(f"{where!r} is not a mapping in the config")
+    return target, _lookup(section, leaf, key)[0]
+
+
+def conform(data: Any, schema: type, where: str = "") -> Dict:
+    """A copy of the mapping `data` with every value converted to the type of its field in the
+    dataclass `schema`, recursing into sections (dataclass-typed fields, and dict fields whose
+    metadata names a schema). An unknown key is an error suggesting the closest known one; an int
+    becomes a float where a float is expected; Optional fields accept null or "none"."""
+    if not isinstance(data, dict):
+        raise ASRError(f"{repr(where) if where else 'the config'} must be a mapping of options, got {data!r}")
+    hints = typing.get_type_hints(schema)
+    out = {}
+    for key, value in data.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        name, section = _lookup(schema, str(key), dotted)
+        if name in out:
+            raise ASRError(f"{dotted!r} is given twice (once under its old name)")
+        out[name] = conform(value, section, dotted) if section else _convert(value, hints[name], dotted)
+    return out
+
+
+def _lookup(schema: type, name: str, dotted: str) -> Tuple[str, Optional[type]]:
+    """The field `name` of `schema` (its current name, for one renamed) and its own schema, if it is a section."""
+    name = getattr(schema, "RENAMED", {}).get(name, name)
+    by_name = {f.name: f for f in fields(schema)}
+    if name not in by_name:
+        close = difflib.get_close_matches(name, list(by_name), n=1)
+        parent = dotted.rpartition(".")[0]
+        hint = f"; did you mean {(parent + '.' if parent else '') + close[0]!r}?" if close else ""
+        raise ASRError(f"unknown option {dotted!r}{hint}")
+    hint = typing.get_type_hints(schema)[name]
+    section = by_name[name].metadata.get("schema") or (hint if isinstance(hint, type) and is_dataclass(hint) else None)
+    return name, section
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
+
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    if typing.get_origin(hint) in (typing.Union, getattr(types, "UnionType", typing.Union)):  # Optional[X], X | None
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        hint = args[0] if len(args) == 1 else Any
+    hint = typing.get_origin(hint) or hint
+    ok = {bool: isinstance(value, bool),
+          int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool),
+          str: isinstance(value, str), dict: isinstance(value, dict)}.get(hint, True)
+    if not ok:
+        raise ASRError(f"{key!r} must be {_TYPE_NAMES[hint]}, got {value!r}")
+    return float(value) if hint is float else value
+
+
+def _copy_sections(data: Dict) -> Dict:
+    return {k: _copy_sections(v) if isinstance(v, dict) else v for k, v in data.items()}

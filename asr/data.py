@@ -1,130 +1,47 @@
-"""Manifests (one JSON object per line) and the batches a model trains on."""
-import contextlib
-import json
+"""What a model trains on: segments with transcripts become examples, examples become padded
+batches, and batches are drawn by duration buckets; plus the feature statistics of a training set."""
+import itertools
 import math
 import os
-import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, Sampler
 
-from .audio import SAMPLE_RATE, audio_duration, load_audio
+from .audio import SAMPLE_RATE
 from .errors import ASRError
+from .features import FeatureStatistics, GlobalCMVN, LogMel
+from .segments import Segment, length_buckets, load_manifest, pad_waveforms
 from .text import IGNORE_ID, CharTokenizer, normalize_text
 
 
-class ManifestError(ASRError, ValueError):
-    """A manifest that cannot be read; the message names the file and line."""
-
-
-@dataclass
-class Utterance:
-    id: str
-    audio: str
-    duration: float
-    text: str
-    speaker: Optional[str] = None
-    lang: Optional[str] = None
-    offset: Optional[float] = None
-
-    def to_json(self) -> str:
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, ensure_ascii=False)
-
-    def load_audio(self, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        """The whole file, or the segment [offset, offset + duration) when an offset is given."""
-        if self.offset is None:
-            return load_audio(self.audio, sample_rate)
-        return load_audio(self.audio, sample_rate, self.offset, self.duration if self.duration > 0 else None)
-
-
-# Other toolkits' names for our keys (NeMo: audio_filepath/duration/text; WeNet: key/wav/txt).
-_ALIASES = {"audio_filepath": "audio", "wav": "audio", "path": "audio", "key": "id", "utt": "id",
-            "txt": "text", "spk": "speaker", "language": "lang"}
-
-
-def parse_manifest_line(line: str, base_dir: str, where: str) -> Utterance:
-    try:
-        raw = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ManifestError(f"{where}: not valid JSON ({e.msg})") from None
-    if not isinstance(raw, dict):
-        raise ManifestError(f"{where}: expected a JSON object")
-    entry = {_ALIASES.get(k, k): v for k, v in raw.items()}
-    if "audio" not in entry:
-        raise ManifestError(f"{where}: missing 'audio' (or 'audio_filepath'/'wav')")
-    audio = str(entry["audio"])
-    if not os.path.isabs(audio):
-        audio = os.path.normpath(os.path.join(base_dir, audio))
-    try:
-        duration = float(entry["duration"]) if entry.get("duration") is not None else -1.0
-        offset = float(entry["offset"]) if entry.get("offset") is not None else None
-    except (TypeError, ValueError):
-        raise ManifestError(f"{where}: 'duration' and 'offset' must be numbers") from None
-    uid = entry.get("id") or os.path.splitext(os.path.basename(audio))[0]
-    return Utterance(id=str(uid), audio=audio, duration=duration, text=str(entry.get("text", "")),
-                     speaker=entry.get("speaker"), lang=entry.get("lang"), offset=offset)
-
-
-def read_manifest(path: str) -> Iterator[Utterance]:
-    """Streams utterances; relative audio paths are resolved against the manifest's folder."""
-    if not os.path.isfile(path):
-        raise ManifestError(f"{path}: no such manifest file")
-    base_dir = os.path.dirname(os.path.abspath(path))
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                yield parse_manifest_line(line, base_dir, f"{path}:{number}")
-
-
-@contextlib.contextmanager
-def atomic_output(path: str) -> Iterator[str]:
-    """Yields a temporary path beside `path` and renames it into place only if the block succeeds:
-    an interrupted or failed write never leaves a partial file or harms the previous one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-" + os.path.basename(path))
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make shared outputs unreadable to others
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_manifest(path: str, utterances: Iterable[Utterance]) -> int:
-    count = 0
-    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for utt in utterances:
-            f.write(utt.to_json() + "\n")
-            count += 1
-    return count
-
-
-def load_manifest(path: str) -> List[Utterance]:
-    return list(read_manifest(path))
-
-
-def filter_utterances(utterances: Iterable[Utterance], min_duration: float = 0.0,
-                      max_duration: float = math.inf) -> Tuple[List[Utterance], int]:
-    """Keeps utterances lasting min_duration..max_duration seconds and says how many were dropped,
+def filter_segments(segments: Iterable[Segment], min_duration: float = 0.0,
+                    max_duration: float = math.inf) -> Tuple[List[Segment], int]:
+    """Keeps segments lasting min_duration..max_duration seconds and says how many were dropped,
     so training can report it. Missing durations are read from the audio file's header."""
     kept, dropped = [], 0
-    for utt in utterances:
-        if utt.duration < 0:
-            utt = replace(utt, duration=audio_duration(utt.audio) - (utt.offset or 0.0))
-        if min_duration <= utt.duration <= max_duration:
-            kept.append(utt)
+    for segment in map(Segment.measured, segments):
+        if min_duration <= segment.duration <= max_duration:
+            kept.append(segment)
         else:
             dropped += 1
     return kept, dropped
+
+
+@torch.no_grad()
+def feature_statistics(segments: Iterable[Segment], logmel: LogMel,
+                       max_segments: Optional[int] = None) -> GlobalCMVN:
+    """Global CMVN from one streaming pass over the segments' features (the first max_segments)."""
+    stats = FeatureStatistics(logmel.config.n_mels)
+    for segment in itertools.islice(segments, max_segments):
+        audio = torch.from_numpy(segment.load(logmel.config.sample_rate))
+        feats, _ = logmel(audio[None], torch.tensor([audio.shape[0]]))
+        stats.add(feats[0])
+    if stats.count == 0:
+        raise ASRError("no audio to compute feature statistics from")
+    return stats.cmvn()
 
 
 @dataclass
@@ -139,19 +56,19 @@ class SpeechDataset(Dataset):
     front end, which computes them a batch at a time on its own device. The utterance list (not the
     audio) stays in memory, which is fine up to about a million utterances."""
 
-    def __init__(self, utterances: Union[str, "os.PathLike[str]", Sequence[Utterance]], tokenizer: CharTokenizer,
+    def __init__(self, segments: Union[str, "os.PathLike[str]", Sequence[Segment]], tokenizer: CharTokenizer,
                  lang: str = "en", sample_rate: int = SAMPLE_RATE):
-        is_path = isinstance(utterances, (str, os.PathLike))
-        self.utterances = load_manifest(os.fspath(utterances)) if is_path else list(utterances)
+        is_path = isinstance(segments, (str, os.PathLike))
+        self.segments = load_manifest(os.fspath(segments)) if is_path else list(segments)
         self.tokenizer, self.lang, self.sample_rate = tokenizer, lang, sample_rate
 
     def __len__(self) -> int:
-        return len(self.utterances)
+        return len(self.segments)
 
     def __getitem__(self, index: int) -> Example:
-        utt = self.utterances[index]
-        tokens = self.tokenizer.encode(normalize_text(utt.text, self.lang))
-        return Example(id=utt.id, waveform=torch.from_numpy(utt.load_audio(self.sample_rate)),
+        segment = self.segments[index]
+        tokens = self.tokenizer.encode(normalize_text(segment.text or "", self.lang))
+        return Example(id=segment.id, waveform=torch.from_numpy(segment.load(self.sample_rate)),
                        tokens=torch.tensor(tokens, dtype=torch.long))
 
 
@@ -165,9 +82,10 @@ class Batch:
 
 
 def collate(examples: Sequence[Example]) -> Batch:
+    waveforms, lengths = pad_waveforms([e.waveform for e in examples])
     return Batch(
-        waveforms=pad_sequence([e.waveform for e in examples], batch_first=True),
-        waveform_lengths=torch.tensor([len(e.waveform) for e in examples], dtype=torch.long),
+        waveforms=waveforms,
+        waveform_lengths=lengths,
         tokens=pad_sequence([e.tokens for e in examples], batch_first=True, padding_value=IGNORE_ID),
         token_lengths=torch.tensor([len(e.tokens) for e in examples], dtype=torch.long),
         ids=[e.id for e in examples],
@@ -192,29 +110,12 @@ class BucketBatchSampler(Sampler[List[int]]):
             raise ASRError(f"rank {rank} is not in [0, {num_replicas})")
         if len(durations) < num_replicas:
             raise ASRError(f"{len(durations)} utterances are too few for {num_replicas} processes")
-        self.batches = self._make_batches(durations, max_seconds, max(num_replicas, max_batch_size or len(durations)),
-                                          num_replicas)
+        self.batches = length_buckets(durations, max_seconds, max(num_replicas, max_batch_size or len(durations)),
+                                      min_size=num_replicas)
         self.seed, self.num_replicas, self.rank = seed, num_replicas, rank
         self.epoch = 0
         self.position = 0  # batches of this epoch handed out so far
         self._pass_start = 0
-
-    @staticmethod
-    def _make_batches(durations: Sequence[float], max_seconds: float, max_batch_size: int,
-                      min_batch_size: int) -> List[List[int]]:
-        batches, batch = [], []
-        for i in sorted(range(len(durations)), key=lambda i: durations[i]):
-            # sorted ascending, so the newcomer is the batch's longest utterance
-            full = len(batch) == max_batch_size or (len(batch) + 1) * durations[i] > max_seconds
-            if len(batch) >= min_batch_size and full:
-                batches.append(batch)
-                batch = []
-            batch.append(i)
-        if len(batch) < min_batch_size and batches:
-            batches[-1].extend(batch)
-        elif batch:
-            batches.append(batch)
-        return batches
 
     def __len__(self) -> int:
         return len(self.batches)

@@ -3,7 +3,7 @@
 skipping or repeating audio: a monotonic cross-attention window and "EOS only near the end".
 
 All bookkeeping is tensors of shape [utterances × beams]; the only Python loop is over output steps."""
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import List, Optional, Tuple
 
 import torch
@@ -14,23 +14,31 @@ from .ctc_prefix import CTCPrefixScorer, CTCPrefixState
 from .model import ASRModel
 
 
+def _option(default, help: str):
+    """A field whose help text the command line shows (its flags are generated from these fields)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class DecodingOptions:
-    beam_size: int = 10  # 1 = greedy search on the attention decoder alone
-    nbest: int = 1  # hypotheses returned per utterance, at most beam_size
-    ctc_weight: float = 0.3  # λ: (1 − λ)·attention + λ·CTC prefix score (beam search)
-    ctc_pre_beam: int = 0  # extend each hypothesis only by its k best tokens by attention (ESPnet); 0 = any
-    length_penalty: float = 1.0  # α: finished hypotheses rank by score / length**α (EOS counted); 0 = sum
-    length_bonus: float = 0.0  # added to the score per token, before normalising (ESPnet's "penalty")
-    max_length_ratio: float = 1.0  # at most this many tokens per encoder frame
-    max_tokens: int = 1000  # and never more than this (a minute of fast speech)
-    min_tokens: int = 0  # EOS forbidden before this many tokens
-    # cross-attention may move at most this many encoder frames back / forward from the frame the
-    # previous step attended (step 0: frame 0); None = no limit on that side. Off by default: on the
-    # recipes' models it never beat CTC prefix scoring alone (BENCHMARKS.md, "Search settings")
-    window_back: Optional[int] = None
-    window_forward: Optional[int] = None
-    eos_near_end: Optional[int] = None  # EOS only while attending within this many frames of the end; None = anywhere
+    beam_size: int = _option(10, "1 = greedy search on the attention decoder alone")
+    nbest: int = _option(1, "hypotheses returned per input, at most beam_size")
+    ctc_weight: float = _option(0.3, "λ in (1 − λ)·attention + λ·CTC prefix score (beam search); 0 = no CTC")
+    ctc_pre_beam: int = _option(0, "extend each hypothesis only by its k best tokens by attention; 0 = any")
+    length_penalty: float = _option(1.0, "α: finished hypotheses rank by score / length**α (EOS counted); "
+                                         "0 = by total score")
+    length_bonus: float = _option(0.0, "added to the score per token, before normalising (ESPnet's penalty)")
+    max_length_ratio: float = _option(1.0, "at most this many tokens per encoder frame")
+    max_tokens: int = _option(1000, "and never more tokens than this")
+    min_tokens: int = _option(0, "EOS forbidden before this many tokens")
+    # Off by default: on the recipes' models the window never beat CTC prefix scoring alone
+    # (BENCHMARKS.md, "Search settings").
+    window_back: Optional[int] = _option(None, "encoder frames cross-attention may move back per step from the "
+                                               "frame the previous step attended; none = no limit")
+    window_forward: Optional[int] = _option(None, "encoder frames cross-attention may move forward per step; "
+                                                  "none = no limit")
+    eos_near_end: Optional[int] = _option(None, "EOS only while attending within this many frames of the end; "
+                                                "none = anywhere")
 
     def __post_init__(self):
         if self.beam_size < 1 or not 1 <= self.nbest <= self.beam_size:

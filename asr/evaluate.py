@@ -6,52 +6,57 @@ import os
 from dataclasses import asdict
 from typing import Dict, List, Optional
 
-from .data import atomic_output
+from .config import BATCH_SECONDS, MAX_BATCH_SIZE
 from .decode import DecodingOptions
+from .fileio import atomic_output
+from .inputs import manifest_segments
 from .metrics import AttentionFailures, character_errors, utterance_errors, word_errors
-from .text import normalize_text
-from .transcribe import Recognizer, Timing, Transcript, manifest_sources
+from .segments import Segment
+from .text import normalize_text, writes_without_spaces
+from .transcribe import Recognizer, Transcript
 
 log = logging.getLogger(__name__)
 
 
-def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: DecodingOptions = DecodingOptions(),
-             batch_seconds: float = 120.0, max_batch_size: int = 32, plots: int = 3,
+def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optional[DecodingOptions] = None,
+             batch_seconds: float = BATCH_SECONDS, max_batch_size: int = MAX_BATCH_SIZE, plots: int = 3,
              progress: bool = False, chunk_seconds: Optional[float] = None) -> Dict:
     """Decodes every utterance whole, or cut at pauses into pieces of at most chunk_seconds as
-    `asr transcribe` does, and returns the summary also written to OUT_DIR/summary.json."""
-    sources = manifest_sources(manifest)
-    recognizer.timing = Timing()
-    transcripts = recognizer.transcribe_sources(sources, options, batch_seconds, max_batch_size,
-                                                chunk_seconds=chunk_seconds, progress=progress)
-    refs = [normalize_text(s.text or "", recognizer.lang) for s in sources]
+    `asr transcribe` does, and returns the summary also written to OUT_DIR/summary.json. Options
+    default to the model file's recommended ones."""
+    segments = manifest_segments(manifest)
+    options = options or recognizer.options()
+    transcripts = recognizer.transcribe_segments(segments, options, batch_seconds, max_batch_size,
+                                                 chunk_seconds=chunk_seconds, progress=progress)
+    refs = [normalize_text(s.text or "", recognizer.lang) for s in segments]
     hyps = [t.text for t in transcripts]
     chars, words = character_errors(refs, hyps), word_errors(refs, hyps)
     failures = AttentionFailures()
+    # loops and skips are counted over words: in Chinese each character is one
+    as_words = (lambda t: " ".join(t)) if writes_without_spaces(recognizer.lang) else (lambda t: t)
     for ref, hyp in zip(refs, hyps):
-        failures.add(" ".join(ref) if recognizer.lang.startswith("zh") else ref,
-                     " ".join(hyp) if recognizer.lang.startswith("zh") else hyp)
-    timing = recognizer.timing
-    summary = dict(cer=chars.rate, wer=words.rate, num_utterances=len(sources), rtf=timing.rtf,
+        failures.add(as_words(ref), as_words(hyp))
+    timing = transcripts.timing
+    summary = dict(cer=chars.rate, wer=words.rate, num_utterances=len(segments), rtf=timing.rtf,
                    char_errors=chars.to_dict(), word_errors=words.to_dict(),
                    sentence_errors=sum(r != h for r, h in zip(refs, hyps)), attention_failures=asdict(failures),
                    audio_seconds=timing.audio_seconds, compute_seconds=timing.compute_seconds,
                    load_seconds=timing.load_seconds, manifest=os.path.abspath(manifest),
                    decoding=asdict(options), chunk_seconds=chunk_seconds, device=str(recognizer.device))
     os.makedirs(out_dir, exist_ok=True)
-    write_results(os.path.join(out_dir, "results.jsonl"), sources, refs, transcripts)
+    write_results(os.path.join(out_dir, "results.jsonl"), refs, transcripts)
     with atomic_output(os.path.join(out_dir, "summary.json")) as tmp, open(tmp, "w") as f:
         json.dump(summary, f, indent=2)
         f.write("\n")
     if plots:
-        plot_alignments(recognizer, sources[:plots], transcripts[:plots], options, out_dir)
+        plot_alignments(recognizer, segments[:plots], transcripts[:plots], options, out_dir)
     return summary
 
 
-def write_results(path: str, sources, refs: List[str], transcripts: List[Transcript]) -> None:
+def write_results(path: str, refs: List[str], transcripts: List[Transcript]) -> None:
     with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for source, ref, t in zip(sources, refs, transcripts):
-            f.write(json.dumps(dict(id=source.name, ref=ref, hyp=t.text, score=t.score, duration=round(t.duration, 3),
+        for ref, t in zip(refs, transcripts):
+            f.write(json.dumps(dict(id=t.name, ref=ref, hyp=t.text, score=t.score, duration=round(t.duration, 3),
                                     **utterance_errors(ref, t.text)), ensure_ascii=False) + "\n")
 
 
@@ -64,7 +69,7 @@ def format_summary(summary: Dict) -> str:
             f"(early stops {f['early_stops']}, skips {f['skips']}, loops {f['loops']})")
 
 
-def plot_alignments(recognizer: Recognizer, sources, transcripts: List[Transcript], options: DecodingOptions,
+def plot_alignments(recognizer: Recognizer, segments: List[Segment], transcripts: List[Transcript], options: DecodingOptions,
                     out_dir: str) -> List[str]:
     """PNGs of the cross-attention each hypothesis was decoded with; skipped without matplotlib."""
     try:
@@ -75,12 +80,12 @@ def plot_alignments(recognizer: Recognizer, sources, transcripts: List[Transcrip
         log.warning("matplotlib is not installed: no attention plots (pip install 'asr[plots]')")
         return []
     paths = []
-    for source, transcript in zip(sources, transcripts):
+    for segment, transcript in zip(segments, transcripts):
         tokens = recognizer.tokenizer.encode(transcript.text)
-        weights = recognizer.attention(source.load(recognizer.sample_rate), tokens, options)
-        paths.append(os.path.join(out_dir, f"attention_{_safe(source.name)}.png"))
+        weights = recognizer.attention(segment.load(recognizer.sample_rate), tokens, options)
+        paths.append(os.path.join(out_dir, f"attention_{_safe(segment.id)}.png"))
         save_attention_plot(plt, weights.numpy(), recognizer.tokenizer.tokens, tokens, recognizer.model.seconds_per_frame,
-                            f"{source.name}: {transcript.text}", paths[-1])
+                            f"{segment.id}: {transcript.text}", paths[-1])
     return paths
 
 

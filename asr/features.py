@@ -1,21 +1,18 @@
 """Log-mel features, global mean/variance normalisation and SpecAugment, all as torch modules so
 that they run batched on the model's device and travel with its checkpoint."""
-import itertools
 from dataclasses import dataclass
-from typing import Iterable, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import librosa
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .audio import SAMPLE_RATE
-from .data import ManifestError, Utterance, read_manifest
 
 
 @dataclass
 class FeatureConfig:
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = 16000  # the rate asr.audio resamples every input to
     n_fft: int = 512
     win_length: int = 400  # 25 ms
     hop_length: int = 160  # 10 ms
@@ -96,39 +93,6 @@ class GlobalCMVN(nn.Module):
         self.load_state_dict(other.state_dict())
         return self
 
-    @classmethod
-    @torch.no_grad()
-    def from_utterances(cls, utterances: Iterable[Utterance], logmel: LogMel,
-                        max_utterances: Optional[int] = None) -> "GlobalCMVN":
-        """One streaming pass: float64 sums of features and their squares, never all features at
-        once. With no utterances the result is the identity, with count 0."""
-        n_mels = logmel.config.n_mels
-        total = torch.zeros(n_mels, dtype=torch.float64)
-        total_sq = torch.zeros(n_mels, dtype=torch.float64)
-        count = 0
-        for utt in itertools.islice(utterances, max_utterances):
-            audio = torch.from_numpy(utt.load_audio(logmel.config.sample_rate))
-            feats, _ = logmel(audio[None], torch.tensor([audio.shape[0]]))
-            feats = feats[0].double().cpu()
-            total += feats.sum(0)
-            total_sq += feats.square().sum(0)
-            count += feats.shape[0]
-        cmvn = cls(n_mels)
-        if count:
-            mean = total / count
-            # the floor keeps bins that never rise above log_floor (band-limited audio) finite
-            cmvn.mean.copy_(mean)
-            cmvn.std.copy_((total_sq / count - mean.square()).clamp(min=1e-10).sqrt())
-            cmvn.count.fill_(count)
-        return cmvn
-
-    @classmethod
-    def from_manifest(cls, path: str, logmel: LogMel, max_utterances: Optional[int] = None) -> "GlobalCMVN":
-        cmvn = cls.from_utterances(read_manifest(path), logmel, max_utterances)
-        if cmvn.count == 0:
-            raise ManifestError(f"{path}: no utterances to compute feature statistics from")
-        return cmvn
-
     def to_dict(self) -> dict:
         """Plain lists, for JSON files and weights_only checkpoints."""
         return {"mean": self.mean.tolist(), "std": self.std.tolist(), "count": int(self.count)}
@@ -139,6 +103,34 @@ class GlobalCMVN(nn.Module):
         cmvn.mean.copy_(torch.tensor(d["mean"]))
         cmvn.std.copy_(torch.tensor(d["std"]))
         cmvn.count.fill_(int(d.get("count", 0)))
+        return cmvn
+
+
+class FeatureStatistics:
+    """Streaming float64 sums of features and their squares, so the statistics of a whole
+    training set never need all of its features at once."""
+
+    def __init__(self, n_mels: int):
+        self.total = torch.zeros(n_mels, dtype=torch.float64)
+        self.total_sq = torch.zeros(n_mels, dtype=torch.float64)
+        self.count = 0
+
+    def add(self, feats: Tensor) -> None:
+        """feats [T, n_mels] of one utterance, without padding."""
+        feats = feats.double().cpu()
+        self.total += feats.sum(0)
+        self.total_sq += feats.square().sum(0)
+        self.count += feats.shape[0]
+
+    def cmvn(self) -> GlobalCMVN:
+        """The normaliser these statistics give: the identity, with count 0, when nothing was added."""
+        cmvn = GlobalCMVN(len(self.total))
+        if self.count:
+            mean = self.total / self.count
+            cmvn.mean.copy_(mean)
+            # the floor keeps bins that never rise above log_floor (band-limited audio) finite
+            cmvn.std.copy_((self.total_sq / self.count - mean.square()).clamp(min=1e-10).sqrt())
+            cmvn.count.fill_(self.count)
         return cmvn
 
 

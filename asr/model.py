@@ -4,7 +4,7 @@ decoder with cross-attention, plus a CTC head on the encoder.
 The model knows tensors only: no files, corpora or command line."""
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Dict, List, Optional, Tuple
+from typing import ClassVar, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -25,22 +25,24 @@ class ModelConfig:
     subsampling: int = 4  # 4, 6 or 8
     conv_channels: int = 64  # channels of the subsampler's convolutions (cost grows with its square)
     dropout: float = 0.1
-    ctc_weight: float = 0.3
+    ctc_loss_weight: float = 0.3  # λ of the training loss (1 − λ)·attention + λ·CTC
     label_smoothing: float = 0.1
     max_positions: int = 5000
     features: FeatureConfig = field(default_factory=FeatureConfig)
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+
+    RENAMED: ClassVar[Dict[str, str]] = {"ctc_weight": "ctc_loss_weight"}  # old name -> new, still read
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        d = {cls.RENAMED.get(k, k): v for k, v in d.items()}
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown model options: {', '.join(sorted(unknown))}")
-        d = dict(d)
         if isinstance(d.get("features"), dict):
             d["features"] = FeatureConfig(**d["features"])
         if isinstance(d.get("specaugment"), dict):
@@ -161,20 +163,31 @@ class EncoderBlock(nn.Module):
         return x + self.dropout(self.ff(self.ff_ln(x)))
 
 
-class Encoder(nn.Module):
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.subsample = ConvSubsampler(cfg.features.n_mels, cfg.d_model, cfg.conv_channels, cfg.subsampling)
+class BlockStack(nn.Module):
+    """What the encoder and decoder share: inputs scaled by sqrt(d_model) plus sinusoidal positions,
+    dropout, a stack of blocks and a final LayerNorm. Built after each one's own input layer, so
+    parameters are created (and randomly initialised) in the same order as ever."""
+
+    def add_stack(self, cfg: ModelConfig, block: type, layers: int) -> None:
         self.register_buffer("positions", sinusoids(cfg.max_positions, cfg.d_model), persistent=False)
         self.scale = math.sqrt(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(EncoderBlock(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout)
-                                    for _ in range(cfg.encoder_layers))
+        self.blocks = nn.ModuleList(block(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout) for _ in range(layers))
         self.ln = nn.LayerNorm(cfg.d_model)
+
+    def with_positions(self, x: Tensor, offset: int = 0) -> Tensor:
+        return self.dropout(x * self.scale + self.positions[offset: offset + x.shape[1]])
+
+
+class Encoder(BlockStack):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.subsample = ConvSubsampler(cfg.features.n_mels, cfg.d_model, cfg.conv_channels, cfg.subsampling)
+        self.add_stack(cfg, EncoderBlock, cfg.encoder_layers)
 
     def forward(self, feats: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
         x, lengths = self.subsample(feats, lengths)
-        x = self.dropout(x * self.scale + self.positions[: x.shape[1]])
+        x = self.with_positions(x)
         mask = ~lengths_to_padding_mask(lengths, x.shape[1])[:, None, None, :]
         for block in self.blocks:
             x = block(x, mask)
@@ -228,20 +241,15 @@ class DecoderCache:
                             self.memory_mask.index_select(0, index), self.length)
 
 
-class Decoder(nn.Module):
+class Decoder(BlockStack):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.register_buffer("positions", sinusoids(cfg.max_positions, cfg.d_model), persistent=False)
-        self.scale = math.sqrt(cfg.d_model)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(DecoderBlock(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout)
-                                    for _ in range(cfg.decoder_layers))
-        self.ln = nn.LayerNorm(cfg.d_model)
+        self.add_stack(cfg, DecoderBlock, cfg.decoder_layers)
         self.out = nn.Linear(cfg.d_model, cfg.vocab_size)
 
     def embed_tokens(self, tokens: Tensor, offset: int) -> Tensor:
-        return self.dropout(self.embed(tokens) * self.scale + self.positions[offset: offset + tokens.shape[1]])
+        return self.with_positions(self.embed(tokens), offset)
 
     def forward(self, tokens: Tensor, memory: Tensor, memory_lengths: Tensor,
                 need_weights: bool = False) -> Tuple[Tensor, List[Tensor]]:
@@ -345,6 +353,6 @@ class ASRModel(nn.Module):
                               token_lengths, blank=self.blank, reduction="sum", zero_infinity=True) / b
         valid = targets != IGNORE_ID
         correct = ((logits.argmax(-1) == targets) & valid).sum()
-        lam = self.cfg.ctc_weight
+        lam = self.cfg.ctc_loss_weight
         return dict(loss=(1 - lam) * att_loss + lam * ctc_loss, att_loss=att_loss.detach(),
                     ctc_loss=ctc_loss.detach(), correct=correct.detach(), tokens=valid.sum())

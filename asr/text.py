@@ -39,8 +39,17 @@ def normalize_text(text: str, lang: str = "en", keep_punctuation: bool = False, 
         text = text.lower()
     if not keep_punctuation:
         text = _STRAY_APOSTROPHE.sub(" ", text).translate(_PUNCTUATION_TO_SPACE)
-    separator = "" if lang.split("-")[0].lower() in UNSPACED_LANGUAGES else " "
-    return separator.join(text.split())
+    return word_separator(lang).join(text.split())
+
+
+def writes_without_spaces(lang: str) -> bool:
+    """True for languages written without spaces between words ("zh", "zh-CN", ...)."""
+    return lang.split("-")[0].lower() in UNSPACED_LANGUAGES
+
+
+def word_separator(lang: str) -> str:
+    """What joins words, or the pieces of a recording decoded in parts: "" for Chinese, else " "."""
+    return "" if writes_without_spaces(lang) else " "
 
 
 BLANK, UNK, SOS_EOS = "<blank>", "<unk>", "<sos/eos>"

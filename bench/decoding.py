@@ -13,6 +13,8 @@ from dataclasses import replace
 
 import torch
 
+from asr.config import apply_overrides
+from asr.errors import ASRError
 from asr.decode import DecodingOptions
 from asr.evaluate import evaluate
 from asr.transcribe import Recognizer
@@ -40,8 +42,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    changes = {k: None if v == "none" else type(getattr(DecodingOptions(), k) or 0)(v)
-               for k, v in (item.split("=", 1) for item in args.set)}
+    try:
+        changes = apply_overrides({}, args.set, DecodingOptions)
+    except ASRError as e:
+        parser.error(str(e))
     recognizer = Recognizer.load(args.model)
     print("| test set | search | CER % | S | D | I | WER % | early stops | skips | loops | RTF |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -10,6 +10,8 @@ import sys
 
 import torch
 
+from asr.config import apply_overrides
+from asr.errors import ASRError
 from asr.model import PRESETS, ASRModel, ModelConfig
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -40,11 +42,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="ModelConfig overrides on top of each preset, e.g. conv_channels=64")
+                        help="ModelConfig overrides on top of each preset, e.g. conv_channels=64 "
+                             "specaugment.time_masks=0")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    overrides = {k: int(v) if v.isdigit() else v for k, v in (item.split("=", 1) for item in args.set)}
+    try:
+        overrides = apply_overrides({}, args.set, ModelConfig)
+    except ASRError as e:
+        parser.error(str(e))
 
     audio = torch.randn(args.batch, int(args.seconds * 16000)) * 0.1
     lengths = torch.full((args.batch,), audio.shape[1])
@@ -54,7 +60,7 @@ def main() -> None:
     print("| preset | parameters | step (s) | audio s / wall s |")
     print("|---|---:|---:|---:|")
     for preset in args.presets:
-        model = ASRModel(ModelConfig(vocab_size=args.vocab, **{**PRESETS[preset], **overrides})).train()
+        model = ASRModel(ModelConfig.from_dict({**PRESETS[preset], **overrides, "vocab_size": args.vocab})).train()
         seconds = step_seconds(model, audio, lengths, tokens, args.repeats)
         params = sum(p.numel() for p in model.parameters()) / 1e6
         print(f"| {preset} | {params:.2f} M | {seconds:.3f} | {args.batch * args.seconds / seconds:.0f} |", flush=True)

@@ -10,7 +10,9 @@ import glob
 import os
 from typing import List
 
-from .common import SPLITS, Clip, Download, Prep, extract, find_root, read_table
+from asr.segments import Segment
+
+from .common import SPLITS, Download, Prep, extract, find_root, read_table
 
 TRANSCRIPT = os.path.join("transcript", "aishell_transcript_v0.8.txt")
 
@@ -36,5 +38,6 @@ def prepare(prep: Prep) -> None:
         for split in SPLITS:
             for path in sorted(glob.glob(os.path.join(folder, split, "*", "*.wav"))):
                 speaker = os.path.basename(os.path.dirname(path))
-                clips[os.path.splitext(os.path.basename(path))[0]] = Clip(split, path, speaker)
-    prep.add_transcribed(clips, texts, "zh")
+                uid = os.path.splitext(os.path.basename(path))[0]
+                clips[uid] = (split, Segment(uid, path, speaker=speaker, lang="zh"))
+    prep.add_transcribed(clips, texts)

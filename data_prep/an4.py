@@ -9,7 +9,9 @@ import os
 import re
 from typing import Dict
 
-from .common import Clip, Download, Prep, find_root, read_lines
+from asr.segments import Segment
+
+from .common import Download, Prep, find_root, read_lines
 
 SPLITS = {"train": ("an4_clstk", "an4_train.transcription"), "test": ("an4test_clstk", "an4_test.transcription")}
 _LINE = re.compile(r"(?:<s>)?\s*(.*?)\s*(?:</s>)?\s*\((\S+)\)")
@@ -37,5 +39,6 @@ def prepare(prep: Prep) -> None:
         texts.update(read_transcripts(os.path.join(root, "etc", transcript), prep))
         for path in sorted(glob.glob(os.path.join(root, "wav", wav_folder, "*", "*.sph"))):
             speaker = os.path.basename(os.path.dirname(path))
-            clips[os.path.splitext(os.path.basename(path))[0]] = Clip(split, path, speaker)
-    prep.add_transcribed(clips, texts, "en")
+            uid = os.path.splitext(os.path.basename(path))[0]
+            clips[uid] = (split, Segment(uid, path, speaker=speaker, lang="en"))
+    prep.add_transcribed(clips, texts)

@@ -12,14 +12,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Dict, List, NamedTuple, Optional, Sequence, Set
+from dataclasses import replace
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import soundfile as sf
 
 from asr.audio import AudioError, audio_duration
-from asr.data import Utterance, atomic_output
 from asr.errors import ASRError
+from asr.fileio import atomic_output
+from asr.segments import Segment
 
 SPLITS = ("train", "dev", "test")
 
@@ -37,15 +39,6 @@ class Download:
     checksum: Optional[str] = None  # "md5:<hex>" or "sha256:<hex>"; None where none is published
 
 
-class Clip(NamedTuple):
-    """Where an utterance's audio is: a whole file, or a segment of one (Kaldi's segments)."""
-    split: str
-    path: str
-    speaker: Optional[str] = None
-    offset: Optional[float] = None
-    duration: Optional[float] = None
-
-
 @dataclass
 class Prep:
     """What a corpus module's prepare() works on, and where it collects utterances, the files it
@@ -55,7 +48,7 @@ class Prep:
     out_dir: str
     download_dir: str
     options: argparse.Namespace
-    splits: Dict[str, List[Utterance]] = field(default_factory=lambda: {split: [] for split in SPLITS})
+    splits: Dict[str, List[Segment]] = field(default_factory=lambda: {split: [] for split in SPLITS})
     skipped: Dict[str, List[str]] = field(default_factory=dict)
     ids: Set[str] = field(default_factory=set)
     sources: Dict[str, object] = field(default_factory=dict)
@@ -75,33 +68,34 @@ class Prep:
             return None
         return seconds
 
-    def add(self, uid: str, clip: Clip, text: str, lang: Optional[str], sources: object = None) -> None:
-        """Adds an utterance unless its id is taken, its transcript empty or its audio unreadable;
-        the duration is read from the audio header unless the clip gives it. `sources`, where
-        given, goes to OUT/<split>.sources.jsonl, since manifests keep only Utterance's keys."""
-        text = " ".join(text.split())
-        if uid in self.ids:
-            self.skip("duplicate id", uid)
+    def add(self, split: str, segment: Segment, sources: object = None) -> None:
+        """Adds a segment to a split unless its id is taken, its transcript empty or its audio
+        unreadable; the duration is read from the audio header unless the segment gives it.
+        `sources`, where given, goes to OUT/<split>.sources.jsonl (manifests keep Segment's keys)."""
+        text = " ".join((segment.text or "").split())
+        if segment.id in self.ids:
+            self.skip("duplicate id", segment.id)
         elif not text:
-            self.skip("empty transcript", uid)
+            self.skip("empty transcript", segment.id)
         else:
-            duration = clip.duration if clip.duration is not None else self.duration(clip.path)
+            duration = segment.duration if segment.duration >= 0 else self.duration(segment.path)
             if duration is not None:
-                self.ids.add(uid)
+                self.ids.add(segment.id)
                 if sources is not None:
-                    self.sources[uid] = sources
-                self.splits[clip.split].append(Utterance(
-                    id=uid, audio=os.path.abspath(clip.path), duration=round(duration, 4), text=text,
-                    speaker=clip.speaker, lang=lang, offset=clip.offset))
+                    self.sources[segment.id] = sources
+                self.splits[split].append(replace(segment, path=os.path.abspath(segment.path),
+                                                  duration=round(duration, 4), text=text))
 
-    def add_transcribed(self, clips: Dict[str, Clip], texts: Dict[str, str], lang: Optional[str]) -> None:
-        """Adds the utterances that have both audio and a transcript; the others are counted."""
-        for uid in sorted(clips):
+    def add_transcribed(self, segments: Dict[str, Tuple[str, Segment]], texts: Dict[str, str]) -> None:
+        """Adds the segments (id -> split and segment) that have a transcript in `texts`; the
+        others, and transcripts without audio, are counted."""
+        for uid in sorted(segments):
             if uid in texts:
-                self.add(uid, clips[uid], texts[uid], lang)
+                split, segment = segments[uid]
+                self.add(split, replace(segment, text=texts[uid]))
             else:
                 self.skip("no transcript", uid)
-        for uid in sorted(texts.keys() - clips.keys()):
+        for uid in sorted(texts.keys() - segments.keys()):
             self.skip("no audio", uid)
 
 
@@ -262,7 +256,7 @@ def parse_options(corpus: str, module, argv: Sequence[str]) -> argparse.Namespac
     return parser.parse_args(argv)
 
 
-def summary(utterances: List[Utterance]) -> str:
+def summary(utterances: List[Segment]) -> str:
     hours = sum(u.duration for u in utterances) / 3600
     speakers = len({u.speaker for u in utterances if u.speaker})
     characters = len({c for u in utterances for c in u.text if not c.isspace()})

@@ -6,7 +6,9 @@ language folder, or the release folder holding <lang>/)."""
 import csv
 import os
 
-from .common import SPLITS, Clip, CorpusError, Prep, find_root
+from asr.segments import Segment
+
+from .common import SPLITS, CorpusError, Prep, find_root
 
 COLUMNS = ("path", "sentence")
 
@@ -46,8 +48,9 @@ def prepare(prep: Prep) -> None:
                     prep.skip("tsv row without a path", f"{tsv}:{rows.line_num}")
                     continue
                 uid = os.path.splitext(row["path"])[0]
-                clips[uid] = Clip(split, os.path.join(root, "clips", row["path"]), row.get("client_id") or None)
+                clips[uid] = (split, Segment(uid, os.path.join(root, "clips", row["path"]),
+                                             speaker=row.get("client_id") or None, lang=prep.options.lang))
                 texts[uid] = row["sentence"] or ""
     if not clips:
         raise CorpusError(f"{root}: no train.tsv, dev.tsv or test.tsv")
-    prep.add_transcribed(clips, texts, prep.options.lang)
+    prep.add_transcribed(clips, texts)

@@ -10,7 +10,9 @@ import os
 
 from asr.audio import AUDIO_EXTENSIONS
 
-from .common import SPLITS, Clip, CorpusError, Prep, read_lines
+from asr.segments import Segment
+
+from .common import SPLITS, CorpusError, Prep, read_lines
 
 TRANSCRIPT_EXTENSIONS = (".txt", ".lab")
 
@@ -54,4 +56,4 @@ def prepare(prep: Prep) -> None:
                 continue
             split = options.split or split_of(uid, options.dev_fraction, options.test_fraction)
             speaker = os.path.basename(folder) if folder != top else None
-            prep.add(uid, Clip(split, os.path.join(folder, name), speaker), text, options.lang)
+            prep.add(split, Segment(uid, os.path.join(folder, name), text=text, speaker=speaker, lang=options.lang))

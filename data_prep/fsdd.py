@@ -9,7 +9,9 @@ import glob
 import os
 import re
 
-from .common import Clip, CorpusError, Download, Prep, find_root
+from asr.segments import Segment
+
+from .common import CorpusError, Download, Prep, find_root
 
 TEST_TAKES = 5
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -43,4 +45,5 @@ def prepare(prep: Prep) -> None:
             prep.skip("name is not {digit}_{speaker}_{take}", name)
             continue
         digit, speaker, take = match.groups()
-        prep.add(name, Clip(split_of(int(take), prep.options.dev_takes), path, speaker), DIGITS[int(digit)], "en")
+        prep.add(split_of(int(take), prep.options.dev_takes),
+                 Segment(name, path, text=DIGITS[int(digit)], speaker=speaker, lang="en"))

@@ -22,7 +22,9 @@ import numpy as np
 
 from asr.audio import AudioError, load_audio
 
-from .common import Clip, CorpusError, Prep, find_root, write_wav
+from asr.segments import Segment
+
+from .common import CorpusError, Prep, find_root, write_wav
 from .fsdd import DIGITS, RECORDING_NAME, downloads, split_of  # noqa: F401 (downloads: FSDD's own archive)
 
 EXTRA_SPLITS = ("test_long",)
@@ -164,7 +166,7 @@ def build_split(prep: Prep, split: str, count: int, pool: Pool, style: Style) ->
         sources = [dict(recording=r.name, path=r.path, offset=start, trim=list(r.trim), gain=r.gain)
                    for start, r in placed]
         text = " ".join(DIGITS[r.digit] for _, r in placed)
-        prep.add(uid, Clip(split, path, speaker, duration=len(audio) / RATE), text, "en", sources)
+        prep.add(split, Segment(uid, path, len(audio) / RATE, text, speaker, "en"), sources)
 
 
 def prepare(prep: Prep) -> None:

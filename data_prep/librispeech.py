@@ -10,7 +10,9 @@ import glob
 import os
 from typing import Dict, List
 
-from .common import SPLITS, Clip, CorpusError, Download, Prep, find_root, read_table
+from asr.segments import Segment
+
+from .common import SPLITS, CorpusError, Download, Prep, find_root, read_table
 
 URL = "https://www.openslr.org/resources/12/{}.tar.gz"
 MD5 = {  # openslr.org/resources/12/md5sum.txt
@@ -50,7 +52,7 @@ def prepare(prep: Prep) -> None:
                 raise CorpusError(f"{base}: has no subset {name} (it has: {', '.join(present) or 'none'})")
             for path in sorted(glob.glob(os.path.join(folder, "*", "*", "*.flac"))):
                 uid = os.path.splitext(os.path.basename(path))[0]
-                clips[uid] = Clip(split, path, uid.split("-")[0])
+                clips[uid] = (split, Segment(uid, path, speaker=uid.split("-")[0], lang="en"))
             for path in sorted(glob.glob(os.path.join(folder, "*", "*", "*.trans.txt"))):
                 texts.update(read_table(path))
-    prep.add_transcribed(clips, texts, "en")
+    prep.add_transcribed(clips, texts)

@@ -29,8 +29,9 @@ import numpy as np
 import soundfile as sf
 
 from asr.audio import SAMPLE_RATE, resample
+from asr.segments import Segment
 
-from .common import Clip, CorpusError, Prep, read_lines, write_wav
+from .common import CorpusError, Prep, read_lines, write_wav
 
 NEEDS_CORPUS = False
 ENGINES = ("espeak-ng", "flite")
@@ -361,5 +362,5 @@ def prepare(prep: Prep) -> None:
     with ThreadPoolExecutor(options.jobs) as pool:  # the synthesisers are processes: threads suffice to run two
         results = list(pool.map(synthesise, plan, paths))
     for take, path, (duration, gain) in zip(plan, paths, results):
-        prep.add(take.uid, Clip(take.split, path, take.voice.speaker, duration=duration), take.text, "en",
+        prep.add(take.split, Segment(take.uid, path, duration, take.text, take.voice.speaker, "en"),
                  dict(command=take.command(), gain=gain))

@@ -9,7 +9,9 @@ import glob
 import os
 import re
 
-from .common import Clip, Download, Prep, find_root
+from asr.segments import Segment
+
+from .common import Download, Prep, find_root
 
 WORDS = {"0": "no", "1": "yes"}
 SPEAKER = "global"  # one speaker, named as in Kaldi's recipe
@@ -32,4 +34,4 @@ def prepare(prep: Prep) -> None:
     for index, name in enumerate(names):
         split = "train" if index < len(names) // 2 else "test"
         text = " ".join(WORDS[word] for word in name.split("_"))
-        prep.add(name, Clip(split, os.path.join(folder, name + ".wav"), SPEAKER), text, "en")
+        prep.add(split, Segment(name, os.path.join(folder, name + ".wav"), text=text, speaker=SPEAKER, lang="en"))

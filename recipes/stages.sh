@@ -4,14 +4,12 @@ if run_stage 1; then
   $asr prep "$corpus" $(prep_source) --out "$data_dir" ${prep_options[@]+"${prep_options[@]}"}
 fi
 if run_stage 2; then
-  echo "== stage 2: training (checkpoints in $exp_dir/checkpoints)"
+  # training ends by writing model.pt, the average of the best `average_best` checkpoints (conf/train.yaml),
+  # so there is no averaging stage 3; stages 4 and 5 keep their numbers
+  echo "== stage 2: training (checkpoints in $exp_dir/checkpoints, model.pt averaged from the best)"
   resume=(); [ -f "$exp_dir/checkpoints/last.pt" ] && resume=(--resume)
   $asr train --config "$config" --train "$data_dir/train.jsonl" --valid "$data_dir/$valid_split.jsonl" \
     --exp-dir "$exp_dir" "${resume[@]}" ${extra_train[@]+--set "${extra_train[@]}"}
-fi
-if run_stage 3; then
-  echo "== stage 3: averaging the best checkpoints"
-  $asr average --exp-dir "$exp_dir" --best "$average_best" --out "$exp_dir/model.pt"
 fi
 if run_stage 4; then
   echo "== stage 4: evaluation on the test split (and on test_long, the long-form one, where there is one)"

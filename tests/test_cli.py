@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import subprocess
 import sys
@@ -5,7 +6,7 @@ import sys
 import pytest
 
 from asr.audio import audio_info
-from asr.cli import main
+from asr_cli import main
 
 
 def test_transcribe_folder_prints_a_line_per_file(shared_data, overfit_model, capsys):
@@ -79,7 +80,7 @@ def test_score_by_line_and_by_id(tmp_path, capsys):
 def test_bad_input_gives_one_line_and_nonzero_exit(args, message, overfit_model, tmp_path):
     model_path, manifest = overfit_model
     args = [a.format(model=model_path, manifest=manifest, tmp=tmp_path) for a in args]
-    run = subprocess.run([sys.executable, "-m", "asr.cli", *args], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "asr_cli", *args], capture_output=True, text=True)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert message in run.stderr and run.stderr.strip().count("\n") == 0, run.stderr
 
@@ -91,3 +92,19 @@ def test_unreadable_file_among_good_ones_is_skipped_with_exit_1(overfit_model, t
     assert main(["transcribe", "--model", model_path, good, str(tmp_path / "broken.wav")]) == 1
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [f"{good}\tone"] and "broken.wav" in captured.err
+
+
+def test_decoding_flags_come_from_the_dataclass_and_only_given_ones_count():
+    import argparse
+
+    from asr.decode import DecodingOptions
+    from asr_cli.flags import add_dataclass_flags, given_values
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_flags(parser, DecodingOptions, "decoding")
+    flags = {a.dest for a in parser._actions if a.dest != "help"}
+    assert flags == {f.name for f in dataclasses.fields(DecodingOptions)}
+    args = parser.parse_args(["--beam-size", "4", "--window-back", "none", "--length-bonus", "0.5"])
+    assert given_values(args, DecodingOptions) == {"beam_size": 4, "window_back": None, "length_bonus": 0.5}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--beam-size", "four"])

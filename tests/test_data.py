@@ -1,13 +1,15 @@
 import json
-import os
 
+import numpy as np
 import pytest
 import torch
 
-from asr.audio import audio_duration
-from asr.data import (IGNORE_ID, BucketBatchSampler, Example, ManifestError, SpeechDataset, Utterance, collate,
-                      filter_utterances, load_manifest, write_manifest)
+from asr.audio import audio_duration, load_audio
+from asr.data import (IGNORE_ID, BucketBatchSampler, Example, SpeechDataset, collate, feature_statistics,
+                      filter_segments)
 from asr.errors import ASRError
+from asr.features import GlobalCMVN, LogMel, log_mel
+from asr.segments import Segment, load_manifest, read_manifest, write_manifest
 from asr.text import CharTokenizer
 from data_prep.fsdd import DIGITS
 
@@ -20,65 +22,16 @@ def fsdd_manifest(shared_data, tmp_path_factory):
     utts = []
     for name in ["0_george_0", "3_jackson_1", "7_lucas_2", "9_nicolas_3", "5_yweweler_4", "1_george_5"]:
         path = str(recordings / f"{name}.wav")
-        utts.append(Utterance(id=name, audio=path, duration=audio_duration(path), text=DIGITS[int(name[0])]))
+        utts.append(Segment(id=name, path=path, duration=audio_duration(path), text=DIGITS[int(name[0])]))
     path = tmp_path_factory.mktemp("fsdd") / "train.jsonl"
     write_manifest(str(path), utts)
     return path
 
 
-def write_lines(path, lines):
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return str(path)
-
-
-def test_manifest_relative_paths_and_other_toolkits_keys(tmp_path):
-    path = write_lines(tmp_path / "m.jsonl", [
-        json.dumps({"audio": "wav/a.wav", "duration": 1.5, "text": "a"}),
-        "",
-        json.dumps({"audio_filepath": "/abs/b.flac", "duration": 2, "text": "b b"}),  # NeMo
-        json.dumps({"key": "utt3", "wav": "../c.wav", "txt": "你好"}),  # WeNet
-    ])
-    a, b, c = load_manifest(path)
-    assert (a.id, a.audio, a.duration, a.text) == ("a", str(tmp_path / "wav" / "a.wav"), 1.5, "a")
-    assert (b.id, b.audio, b.duration, b.text) == ("b", "/abs/b.flac", 2.0, "b b")
-    assert (c.id, c.audio, c.duration, c.text) == ("utt3", str(tmp_path.parent / "c.wav"), -1.0, "你好")
-
-
-@pytest.mark.parametrize("line, message", [
-    ('{"audio": "a.wav"', "m.jsonl:2: not valid JSON"),
-    ('["a.wav"]', "m.jsonl:2: expected a JSON object"),
-    ('{"text": "hi"}', "m.jsonl:2: missing 'audio'"),
-    ('{"audio": "a.wav", "duration": "long"}', "m.jsonl:2: 'duration' and 'offset' must be numbers"),
-])
-def test_malformed_manifest_line_is_named(tmp_path, line, message):
-    path = write_lines(tmp_path / "m.jsonl", ['{"audio": "ok.wav"}', line])
-    with pytest.raises(ManifestError, match=message):
-        load_manifest(path)
-
-
-def test_missing_manifest(tmp_path):
-    with pytest.raises(ManifestError, match="no such manifest file"):
-        load_manifest(str(tmp_path / "none.jsonl"))
-
-
-def test_write_manifest_is_atomic(tmp_path):
-    path = tmp_path / "m.jsonl"
-    assert write_manifest(str(path), [Utterance("u1", "/a.wav", 1.0, "old")]) == 1
-
-    def failing():
-        yield Utterance("u2", "/b.wav", 2.0, "new")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        write_manifest(str(path), failing())
-    assert [u.text for u in load_manifest(str(path))] == ["old"]
-    assert os.listdir(tmp_path) == ["m.jsonl"]
-
-
-def test_filter_utterances_reports_drops_and_measures_missing_durations(fsdd_manifest):
+def test_filter_segments_reports_drops_and_measures_missing_durations(fsdd_manifest):
     utts = load_manifest(str(fsdd_manifest))  # 0.298, 0.4695, 0.4776, 0.4358, 0.501, 0.618 s
     utts[1].duration = -1.0  # as read from a manifest without durations
-    kept, dropped = filter_utterances(utts, 0.3, 0.5)
+    kept, dropped = filter_segments(utts, 0.3, 0.5)
     assert [u.id for u in kept] == ["3_jackson_1", "7_lucas_2", "9_nicolas_3"] and dropped == 3
     assert kept[0].duration == pytest.approx(0.4695)
 
@@ -87,7 +40,7 @@ def test_dataset_loads_real_clips_at_16khz(fsdd_manifest):
     tokenizer = CharTokenizer.build(DIGITS)
     dataset = SpeechDataset(fsdd_manifest, tokenizer)
     assert len(dataset) == 6
-    for i, utt in enumerate(dataset.utterances):
+    for i, utt in enumerate(dataset.segments):
         example = dataset[i]
         assert example.id == utt.id
         assert example.waveform.dtype == torch.float32 and example.waveform.ndim == 1
@@ -99,7 +52,7 @@ def test_dataset_loads_real_clips_at_16khz(fsdd_manifest):
 
 def test_dataset_reads_a_segment_and_normalises_text(fsdd_manifest):
     utt = load_manifest(str(fsdd_manifest))[0]
-    segment = Utterance("seg", utt.audio, duration=0.1, text="Zero!", offset=0.05)
+    segment = Segment("seg", utt.path, duration=0.1, text="Zero!", offset=0.05)
     example = SpeechDataset([segment], CharTokenizer.build(DIGITS))[0]
     assert len(example.waveform) == 1600
     assert example.tokens.tolist() == CharTokenizer.build(DIGITS).encode("zero")
@@ -207,3 +160,66 @@ def test_sampler_rejects_bad_settings_and_a_mismatched_state():
     finished = BucketBatchSampler(DURATIONS, 10.0)
     finished.load_state_dict(dict(epoch=0, position=18, batches=18))  # a finished epoch is always resumable
     assert list(finished) == [] and len(epoch_batches(finished, 1)) == len(finished)
+
+
+JFK = "clips/en/whisper_jfk.flac"  # 11 s, 44.1 kHz stereo
+DIGIT = "fsdd/recordings/3_jackson_7.wav"  # 8 kHz
+CARDS = "clips/en/pocketsphinx_cards_005.wav"
+MANDARIN = "clips/zh/wenet_aishell-BAC009S0724W0121.wav"
+
+
+# -- global CMVN of a training set ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def cmvn_manifest(shared_data, tmp_path):
+    utterances = [Segment("jfk", str(shared_data / JFK), 11.0, "and so my fellow americans"),
+                  Segment("digit", str(shared_data / DIGIT), 0.489, "three"),
+                  Segment("cards", str(shared_data / CARDS), 1.25, "segment", offset=0.5),
+                  Segment("zh", str(shared_data / MANDARIN), 4.281, "")]
+    path = tmp_path / "train.jsonl"
+    write_manifest(str(path), utterances)
+    segments = [load_audio(str(shared_data / JFK)), load_audio(str(shared_data / DIGIT)),
+                load_audio(str(shared_data / CARDS), offset=0.5, duration=1.25),
+                load_audio(str(shared_data / MANDARIN))]
+    return str(path), [log_mel(s).double().numpy() for s in segments]
+
+
+def test_cmvn_from_manifest_equals_statistics_of_all_frames(cmvn_manifest):
+    path, per_utterance = cmvn_manifest
+    frames = np.concatenate(per_utterance)
+    cmvn = feature_statistics(read_manifest(path), LogMel())
+    assert int(cmvn.count) == len(frames) == 1101 + 49 + 126 + 429
+    np.testing.assert_allclose(cmvn.mean.numpy(), frames.mean(0), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(cmvn.std.numpy(), frames.std(0), rtol=1e-5)
+    normalised = cmvn(torch.from_numpy(frames).float()).double()
+    np.testing.assert_allclose(normalised.mean(0).numpy(), 0, atol=1e-4)
+    np.testing.assert_allclose(normalised.std(0, correction=0).numpy(), 1, atol=1e-4)
+
+
+def test_cmvn_reads_at_most_max_utterances(cmvn_manifest):
+    path, per_utterance = cmvn_manifest
+    cmvn = feature_statistics(read_manifest(path), LogMel(), max_segments=2)
+    frames = np.concatenate(per_utterance[:2])
+    assert int(cmvn.count) == len(frames)
+    np.testing.assert_allclose(cmvn.mean.numpy(), frames.mean(0), rtol=0, atol=1e-5)
+
+
+def test_cmvn_travels_in_state_dict_and_json(cmvn_manifest):
+    path, _ = cmvn_manifest
+    cmvn = feature_statistics(read_manifest(path), LogMel(), max_segments=2)
+    assert set(cmvn.state_dict()) == {"mean", "std", "count"}
+    loaded = GlobalCMVN(80)
+    assert int(loaded.count) == 0
+    loaded.load_state_dict(cmvn.state_dict())
+    from_json = GlobalCMVN.from_dict(json.loads(json.dumps(cmvn.to_dict())))
+    copied = GlobalCMVN(80).copy_(cmvn)
+    for other in (loaded, from_json, copied):
+        assert torch.equal(other.mean, cmvn.mean) and torch.equal(other.std, cmvn.std)
+        assert int(other.count) == int(cmvn.count)
+
+
+def test_cmvn_of_an_empty_manifest_is_an_error(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n")
+    with pytest.raises(ASRError, match="no audio"):
+        feature_statistics(read_manifest(str(path)), LogMel())

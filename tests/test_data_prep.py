@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.cli import main
+from asr_cli import main
 from asr.data import load_manifest
 from data_prep.common import CorpusError, Download, download, extract
 from data_prep.folder import split_of
@@ -96,7 +96,7 @@ def test_an4_from_archive(shared_data, tmp_path, capsys):
     assert test["cen8-fcaw-b"].speaker == "fcaw"
     assert test["cen8-fcaw-b"].duration == pytest.approx(2.9)
     assert {u.text for u in splits["train"]} >= {"YES", "GO", "MARCH THIRD NINETEEN TWENTY EIGHT"}
-    assert all(u.audio.startswith(str(tmp_path / "out" / "downloads")) for u in splits["train"])
+    assert all(u.path.startswith(str(tmp_path / "out" / "downloads")) for u in splits["train"])
 
 
 def librispeech_tree(shared_data, root):
@@ -152,7 +152,7 @@ def test_aishell_with_per_speaker_archives(shared_data, tmp_path, capsys):
     assert (splits["train"][0].text, splits["train"][0].lang) == ("广州市房地产中介协会分析", "zh")
     test = splits["test"][0]
     assert (test.text, test.speaker) == ("甚至出现交易几乎停滞的情况", "S0764")
-    assert test.audio == str(tmp_path / "out/downloads/aishell_wav/test/S0764/BAC009S0764W0121.wav")
+    assert test.path == str(tmp_path / "out/downloads/aishell_wav/test/S0764/BAC009S0764W0121.wav")
     assert test.duration == pytest.approx(4.2039, abs=1e-3)
 
 
@@ -203,8 +203,8 @@ def test_kaldi_segments_and_rejected_pipe(tmp_path, capsys):
     train = {u.id: u for u in manifests(tmp_path / "out")["train"]}
     assert (train["utt1"].offset, train["utt1"].duration, train["utt1"].speaker) == (0.0, 0.4, "spk1")
     assert (train["utt2"].offset, train["utt2"].duration, train["utt2"].text) == (0.4, 0.6, "WORLD")
-    assert train["utt2"].load_audio().shape == (9600,)
-    assert train["utt4"].audio == str(tmp_path / "out/audio/train/rec2.wav")
+    assert train["utt2"].load(16000).shape == (9600,)
+    assert train["utt4"].path == str(tmp_path / "out/audio/train/rec2.wav")
     assert (train["utt4"].duration, train["utt4"].speaker) == (0.3, "spk2")
 
 
@@ -212,6 +212,17 @@ def test_kaldi_single_dir_goes_to_the_named_split(tmp_path):
     data = kaldi_dir(tmp_path / "dev_set", tone(tmp_path / "rec1.wav", seconds=1.0))
     assert prep("kaldi", data, tmp_path / "out", "--split", "dev") == 0
     assert [u.id for u in manifests(tmp_path / "out")["dev"]] == ["utt1", "utt2"]
+
+
+def test_kaldi_root_resolves_relative_wav_scp_paths(tmp_path, monkeypatch):
+    corpus = tmp_path / "corpus"
+    tone(corpus / "audio/rec1.wav", seconds=1.0)
+    data = kaldi_dir(corpus / "data", "audio/rec1.wav")
+    assert prep("kaldi", data, tmp_path / "out", "--root", corpus) == 0
+    assert {u.path for u in manifests(tmp_path / "out")["train"]} == {str(corpus / "audio/rec1.wav")}
+    monkeypatch.chdir(corpus)  # without --root, from the current directory as in Kaldi
+    assert prep("kaldi", data, tmp_path / "cwd") == 0
+    assert [u.duration for u in manifests(tmp_path / "cwd")["train"]] == [0.4, 0.6]
 
 
 def test_folder_transcripts_speakers_and_corrupt_files(tmp_path, capsys):
@@ -308,7 +319,7 @@ def test_download_unpack_and_prepare_when_no_corpus_dir(shared_data, tmp_path, m
     assert [u.id for u in splits["train"]] == names[:2] and [u.id for u in splits["test"]] == names[2:]
     assert splits["test"][1].text == "yes yes yes yes yes yes yes yes" and splits["test"][1].duration == 0.5
     assert (tmp_path / "out/downloads/waves_yesno.tar.gz").exists()
-    assert splits["train"][0].audio == str(tmp_path / "out/downloads/waves_yesno/0_0_0_0_1_1_1_1.wav")
+    assert splits["train"][0].path == str(tmp_path / "out/downloads/waves_yesno/0_0_0_0_1_1_1_1.wav")
 
 
 def test_not_a_tar_archive(shared_data, tmp_path, capsys):
@@ -326,7 +337,7 @@ def test_missing_corpus_dir_is_one_line_error(tmp_path, capsys):
 
 
 def test_cli_subprocess_bad_corpus_dir(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "asr.cli", "prep", "an4", "--corpus-dir", str(tmp_path / "none"),
+    result = subprocess.run([sys.executable, "-m", "asr_cli", "prep", "an4", "--corpus-dir", str(tmp_path / "none"),
                              "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"asr prep: error: {tmp_path / 'none'}: no such file or directory"]

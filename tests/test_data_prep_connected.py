@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.cli import main
+from asr_cli import main
 from asr.data import load_manifest
 from data_prep.fsdd import DIGITS
 from data_prep.synth import VOICES, normalize
@@ -72,7 +72,7 @@ def test_connected_transcript_is_what_the_audio_says(connected):
     recorded offset is that recording, trimmed and scaled, with only the faint noise floor added."""
     for split, (utterances, sources) in read_corpus(connected[0]).items():
         for utt in utterances:
-            audio, rate = sf.read(utt.audio, dtype="float32")
+            audio, rate = sf.read(utt.path, dtype="float32")
             assert rate == 8000 and utt.duration == pytest.approx(len(audio) / rate, abs=1e-4)
             placed = sources[utt.id]
             assert utt.text.split() == [DIGITS[int(s["recording"].split("_")[0])] for s in placed]
@@ -98,7 +98,7 @@ def test_connected_digit_counts_repeats_and_long_form(connected):
     assert sum(any(a == b for a, b in zip(w, w[1:])) for w in words) >= 5  # "one one four"
     for utt in corpus["test_long"][0]:
         assert 20 <= utt.duration <= 60 and len(utt.text.split()) >= 20
-        assert utt.duration == pytest.approx(sf.info(utt.audio).duration, abs=1e-4)
+        assert utt.duration == pytest.approx(sf.info(utt.path).duration, abs=1e-4)
 
 
 def test_connected_is_reproducible_from_its_seed(connected):
@@ -160,7 +160,7 @@ def test_synth_transcript_is_the_text_spoken(synth):
 def test_synth_audio_is_speech_of_plausible_length(synth):
     for split, (utterances, _) in read_corpus(synth[0][0]).items():
         for utt in utterances:
-            audio, rate = sf.read(utt.audio, dtype="float32")
+            audio, rate = sf.read(utt.path, dtype="float32")
             assert rate == 16000 and audio.ndim == 1 and utt.duration == pytest.approx(len(audio) / rate, abs=1e-4)
             assert 10 ** (-33 / 20) < np.sqrt(np.mean(audio ** 2)) < 10 ** (-15 / 20) and np.abs(audio).max() < 1
             assert 0.15 < utt.duration / len(utt.text.split()) < 0.8

@@ -3,7 +3,7 @@ import json
 import pytest
 
 import asr
-from asr.data import load_manifest, write_manifest
+from asr.segments import load_manifest, write_manifest
 from asr.decode import DecodingOptions
 from asr.evaluate import evaluate, format_summary
 

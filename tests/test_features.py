@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from asr.audio import load_audio
-from asr.data import ManifestError, Utterance, write_manifest
 from asr.features import FeatureConfig, GlobalCMVN, LogMel, SpecAugment, SpecAugmentConfig, log_mel
 
 JFK = "clips/en/whisper_jfk.flac"  # 11 s, 44.1 kHz stereo
@@ -83,63 +82,6 @@ def test_bad_config_is_rejected():
         FeatureConfig(win_length=600)
     with pytest.raises(ValueError, match="fmax"):
         FeatureConfig(fmax=9000.0)
-
-
-# -- global CMVN ----------------------------------------------------------------------------------
-
-@pytest.fixture
-def cmvn_manifest(shared_data, tmp_path):
-    utterances = [Utterance("jfk", str(shared_data / JFK), 11.0, "and so my fellow americans"),
-                  Utterance("digit", str(shared_data / DIGIT), 0.489, "three"),
-                  Utterance("cards", str(shared_data / CARDS), 1.25, "segment", offset=0.5),
-                  Utterance("zh", str(shared_data / MANDARIN), 4.281, "")]
-    path = tmp_path / "train.jsonl"
-    write_manifest(str(path), utterances)
-    segments = [load_audio(str(shared_data / JFK)), load_audio(str(shared_data / DIGIT)),
-                load_audio(str(shared_data / CARDS), offset=0.5, duration=1.25),
-                load_audio(str(shared_data / MANDARIN))]
-    return str(path), [log_mel(s).double().numpy() for s in segments]
-
-
-def test_cmvn_from_manifest_equals_statistics_of_all_frames(cmvn_manifest):
-    path, per_utterance = cmvn_manifest
-    frames = np.concatenate(per_utterance)
-    cmvn = GlobalCMVN.from_manifest(path, LogMel())
-    assert int(cmvn.count) == len(frames) == 1101 + 49 + 126 + 429
-    np.testing.assert_allclose(cmvn.mean.numpy(), frames.mean(0), rtol=0, atol=1e-5)
-    np.testing.assert_allclose(cmvn.std.numpy(), frames.std(0), rtol=1e-5)
-    normalised = cmvn(torch.from_numpy(frames).float()).double()
-    np.testing.assert_allclose(normalised.mean(0).numpy(), 0, atol=1e-4)
-    np.testing.assert_allclose(normalised.std(0, correction=0).numpy(), 1, atol=1e-4)
-
-
-def test_cmvn_reads_at_most_max_utterances(cmvn_manifest):
-    path, per_utterance = cmvn_manifest
-    cmvn = GlobalCMVN.from_manifest(path, LogMel(), max_utterances=2)
-    frames = np.concatenate(per_utterance[:2])
-    assert int(cmvn.count) == len(frames)
-    np.testing.assert_allclose(cmvn.mean.numpy(), frames.mean(0), rtol=0, atol=1e-5)
-
-
-def test_cmvn_travels_in_state_dict_and_json(cmvn_manifest):
-    path, _ = cmvn_manifest
-    cmvn = GlobalCMVN.from_manifest(path, LogMel(), max_utterances=2)
-    assert set(cmvn.state_dict()) == {"mean", "std", "count"}
-    loaded = GlobalCMVN(80)
-    assert int(loaded.count) == 0
-    loaded.load_state_dict(cmvn.state_dict())
-    from_json = GlobalCMVN.from_dict(json.loads(json.dumps(cmvn.to_dict())))
-    copied = GlobalCMVN(80).copy_(cmvn)
-    for other in (loaded, from_json, copied):
-        assert torch.equal(other.mean, cmvn.mean) and torch.equal(other.std, cmvn.std)
-        assert int(other.count) == int(cmvn.count)
-
-
-def test_cmvn_of_an_empty_manifest_is_an_error(tmp_path):
-    path = tmp_path / "empty.jsonl"
-    path.write_text("\n")
-    with pytest.raises(ManifestError, match="empty.jsonl"):
-        GlobalCMVN.from_manifest(str(path), LogMel())
 
 
 # -- SpecAugment ----------------------------------------------------------------------------------

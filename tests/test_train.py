@@ -10,9 +10,10 @@ import yaml
 
 from asr.audio import audio_duration
 from asr.checkpoint import load_model_file
-from asr.cli import main as cli_main
-from asr.data import Utterance, write_manifest
-from asr.train import TrainConfig, train
+from asr_cli import main as cli_main
+from asr.config import TrainConfig
+from asr.segments import Segment, write_manifest
+from asr.train import train
 from data_prep.fsdd import DIGITS
 
 
@@ -24,8 +25,8 @@ def fsdd_manifests(shared_data, tmp_path_factory):
     rec = shared_data / "fsdd" / "recordings"
 
     def utts(takes):
-        return [Utterance(id=f"{d}_{s}_{t}", audio=str(rec / f"{d}_{s}_{t}.wav"),
-                          duration=audio_duration(str(rec / f"{d}_{s}_{t}.wav")), text=DIGITS[d], speaker=s)
+        return [Segment(id=f"{d}_{s}_{t}", path=str(rec / f"{d}_{s}_{t}.wav"),
+                        duration=audio_duration(str(rec / f"{d}_{s}_{t}.wav")), text=DIGITS[d], speaker=s)
                 for d in range(0, 10, 3) for s in ("george", "lucas") for t in takes]
 
     write_manifest(str(folder / "train.jsonl"), utts([10, 11, 12]))
@@ -101,7 +102,7 @@ def test_two_gloo_processes_train_like_one_process_at_the_same_global_batch(fsdd
     single = train(TrainConfig(**cfg), *fsdd_manifests, str(tmp_path / "one"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                    f"--master_port={free_port()}", "-m", "asr.cli", "train", *args,
+                    f"--master_port={free_port()}", "-m", "asr_cli", "train", *args,
                     "--exp-dir", str(tmp_path / "two")], check=True, env=env, capture_output=True, timeout=300)
     a, b = weights(single), weights(str(tmp_path / "two" / "model.pt"))
     for name in a:
@@ -109,3 +110,24 @@ def test_two_gloo_processes_train_like_one_process_at_the_same_global_batch(fsdd
     one_metrics = json.loads(open(tmp_path / "one" / "metrics.jsonl").readline())
     two_metrics = json.loads(open(tmp_path / "two" / "metrics.jsonl").readline())
     assert two_metrics["train_loss"] == pytest.approx(one_metrics["train_loss"], rel=1e-3)
+
+
+def test_resume_after_checkpoints_were_pruned_finishes_like_a_straight_run(fsdd_manifests, tmp_path):
+    cfg = tiny_config(epochs=3, keep_best=1, average_best=1)
+    straight = train(cfg, *fsdd_manifests, str(tmp_path / "a"))
+    assert train(cfg, *fsdd_manifests, str(tmp_path / "b"), should_stop=lambda step: step == 10) is None
+    kept = sorted(os.listdir(tmp_path / "b" / "checkpoints"))
+    assert len(kept) == 2 and "last.pt" in kept  # one of epochs 1 and 2 was pruned before the stop
+    resumed = train(cfg, *fsdd_manifests, str(tmp_path / "b"), resume=True)
+    assert resumed == str(tmp_path / "b" / "model.pt")
+    assert len([f for f in os.listdir(tmp_path / "b" / "checkpoints") if f.startswith("epoch")]) == 1
+    a, b = weights(straight), weights(resumed)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def test_recommended_decoding_options_are_stored_in_the_model_file(fsdd_manifests, tmp_path):
+    path = train(tiny_config(epochs=1, decoding=dict(ctc_weight=0.5, beam_size=4)), *fsdd_manifests, str(tmp_path))
+    info = load_model_file(path).info
+    assert info["decoding"] == {"ctc_weight": 0.5, "beam_size": 4}
+    assert info["averaged"] == ["epoch1.pt"] and info["train_config"]["decoding"] == info["decoding"]

@@ -1,10 +1,13 @@
-"""The `asr` command: one subcommand per job; the library below it never imports this module."""
+"""The `asr` command: one subcommand per job. It sits above the library (`asr`) and the corpus
+recipes (`data_prep`) and knows both; neither knows it."""
 import argparse
 import logging
 import os
 import sys
 
-from .errors import ASRError
+from asr.errors import ASRError
+
+from .flags import add_dataclass_flags, given_values
 
 
 def main(argv=None) -> int:
@@ -44,8 +47,8 @@ def _device(name: str) -> str:
 
 
 def _train(args) -> int:
-    from .config import load_train_config
-    from .train import train
+    from asr.config import load_train_config
+    from asr.train import train
 
     cfg = load_train_config(args.config, args.set)
     existing = os.path.join(args.exp_dir, "checkpoints", "last.pt")
@@ -74,7 +77,7 @@ def _average_args(p: argparse.ArgumentParser) -> None:
 
 
 def _average(args) -> int:
-    from .train import average_checkpoints, ranked_checkpoints
+    from asr.checkpoint import average_checkpoints, ranked_checkpoints
 
     if bool(args.checkpoints) == bool(args.exp_dir):
         raise ASRError("give either checkpoint files or --exp-dir")
@@ -102,58 +105,22 @@ def _prep(args) -> int:
 
 
 def _decoding_args(p: argparse.ArgumentParser) -> None:
-    from .decode import DecodingOptions
+    from asr.decode import DecodingOptions
+    from asr.config import BATCH_SECONDS
 
-    d = DecodingOptions()
-    g = p.add_argument_group("decoding")
-    g.add_argument("--beam-size", type=int, default=d.beam_size, help="1 = greedy search (default %(default)s)")
-    g.add_argument("--ctc-weight", type=float, default=d.ctc_weight,
-                   help="weight of the CTC prefix score in beam search, 0 = none (default %(default)s)")
-    g.add_argument("--ctc-pre-beam", type=int, default=d.ctc_pre_beam,
-                   help="score only each hypothesis' k best tokens by attention with CTC (0 = all)")
-    g.add_argument("--window-back", type=_optional_int, default=d.window_back,
-                   help="frames cross-attention may move back per step; 'none' = no limit (default %(default)s)")
-    g.add_argument("--window-forward", type=_optional_int, default=d.window_forward,
-                   help="frames cross-attention may move forward per step; 'none' = no limit (default %(default)s)")
-    g.add_argument("--eos-near-end", type=_optional_int, default=d.eos_near_end,
-                   help="allow EOS only when attending within this many frames of the end ('none' = anywhere)")
-    g.add_argument("--length-penalty", type=float, default=d.length_penalty,
-                   help="rank finished hypotheses by score / length**α (default %(default)s)")
-    g.add_argument("--nbest", type=int, default=d.nbest, help="hypotheses kept per input (default %(default)s)")
-    g.add_argument("--batch-seconds", type=float, default=120.0, help="padded audio per batch (default %(default)s)")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (auto: cuda when available)")
+    add_dataclass_flags(p, DecodingOptions, "decoding", ", or what the model file recommends")
+    p.add_argument("--batch-seconds", type=float, default=BATCH_SECONDS,
+                   help="padded audio per batch (default %(default)s)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (auto: cuda when available)")
 
 
-def _optional_int(text: str):
-    if text.lower() in ("none", "off", "-1"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
+def _recognizer_and_options(args):
+    """The model, and its recommended decoding options with the flags given on top."""
+    from asr.decode import DecodingOptions
+    from asr.transcribe import Recognizer
 
-
-def _decoding_options(args):
-    from .decode import DecodingOptions
-
-    try:
-        return DecodingOptions(beam_size=args.beam_size, nbest=args.nbest, ctc_weight=args.ctc_weight,
-                               ctc_pre_beam=args.ctc_pre_beam, length_penalty=args.length_penalty,
-                               window_back=args.window_back, window_forward=args.window_forward,
-                               eos_near_end=args.eos_near_end)
-    except ValueError as e:
-        raise ASRError(f"bad decoding option: {e}") from None
-
-
-def _load_recognizer(args):
-    from .transcribe import Recognizer
-
-    return Recognizer.load(args.model, _device(args.device))
-
-
-def _refuse_overwrite(path: str, overwrite: bool) -> None:
-    if os.path.exists(path) and not overwrite:
-        raise ASRError(f"{path} exists: pass --overwrite to replace it")
+    recognizer = Recognizer.load(args.model, _device(args.device))
+    return recognizer, recognizer.options(**given_values(args, DecodingOptions))
 
 
 def _transcribe_args(p: argparse.ArgumentParser) -> None:
@@ -172,19 +139,15 @@ def _transcribe_args(p: argparse.ArgumentParser) -> None:
 
 
 def _transcribe(args) -> int:
-    import json
+    from asr.fileio import refuse_overwrite
+    from asr.writers import format_transcripts, output_format, write_lines
 
-    from .data import atomic_output
-
-    fmt = args.format or (os.path.splitext(args.out)[1].lstrip(".") if args.out else "txt")
-    if fmt not in ("txt", "json", "jsonl"):
-        raise ASRError(f"--out {args.out}: cannot tell the format from its extension; pass --format")
+    fmt = output_format(args.out, args.format)
     if args.out:
-        _refuse_overwrite(args.out, args.overwrite)
+        refuse_overwrite(args.out, args.overwrite)
     if args.chunk_seconds is not None and args.chunk_seconds <= 0:
         raise ASRError("--chunk-seconds must be positive")
-    options = _decoding_options(args)
-    recognizer = _load_recognizer(args)
+    recognizer, options = _recognizer_and_options(args)
     failed = []
 
     def report(message: str) -> None:
@@ -193,21 +156,15 @@ def _transcribe(args) -> int:
 
     transcripts = recognizer.transcribe(args.inputs, options, batch_seconds=args.batch_seconds,
                                         chunk_seconds=args.chunk_seconds, progress=True, on_error=report)
-    if fmt == "txt":
-        lines = [f"{t.name}\t{t.text}\n" for t in transcripts]
-    elif fmt == "jsonl":
-        lines = [json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in transcripts]
-    else:
-        lines = [json.dumps([t.to_dict() for t in transcripts], ensure_ascii=False, indent=1) + "\n"]
+    lines = format_transcripts(transcripts, fmt)
     if args.out:
-        with atomic_output(args.out) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(lines)
+        write_lines(args.out, lines, overwrite=True)
         print(f"{len(transcripts)} transcripts -> {args.out}", file=sys.stderr)
     else:
         sys.stdout.writelines(lines)
     if not transcripts:
         raise ASRError("nothing could be read: no transcripts")
-    timing = recognizer.timing
+    timing = transcripts.timing
     print(f"{timing.audio_seconds:.1f} s of audio, real-time factor {timing.rtf:.4f}", file=sys.stderr)
     return 1 if failed else 0
 
@@ -224,11 +181,12 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args) -> int:
-    from .evaluate import evaluate, format_summary
+    from asr.evaluate import evaluate, format_summary
+    from asr.fileio import refuse_overwrite
 
-    _refuse_overwrite(os.path.join(args.out, "summary.json"), args.overwrite)
-    options = _decoding_options(args)
-    summary = evaluate(_load_recognizer(args), args.manifest, args.out, options, batch_seconds=args.batch_seconds,
+    refuse_overwrite(os.path.join(args.out, "summary.json"), args.overwrite)
+    recognizer, options = _recognizer_and_options(args)
+    summary = evaluate(recognizer, args.manifest, args.out, options, batch_seconds=args.batch_seconds,
                        plots=max(0, args.plots), progress=True, chunk_seconds=args.chunk_seconds)
     print(format_summary(summary))
     print(os.path.join(args.out, "summary.json"))
@@ -245,8 +203,8 @@ def _score_args(p: argparse.ArgumentParser) -> None:
 
 
 def _score(args) -> int:
-    from .metrics import character_errors, word_errors
-    from .text import normalize_text
+    from asr.metrics import character_errors, word_errors
+    from asr.text import normalize_text
 
     refs, hyps = _read_texts(args.ref, args.ids), _read_texts(args.hyp, args.ids)
     if args.ids:
@@ -297,6 +255,3 @@ COMMANDS = {
     "evaluate": (_evaluate_args, _evaluate, "decode a test manifest and score CER/WER"),
     "score": (_score_args, _score, "CER/WER of a hypothesis text file against a reference"),
 }
-
-if __name__ == "__main__":
-    sys.exit(main())
