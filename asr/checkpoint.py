@@ -96,11 +96,12 @@ def read_metrics(exp_dir: str) -> Dict[int, Dict]:
 
 
 def ranked_checkpoints(exp_dir: str) -> List[str]:
-    """Kept epoch checkpoints, best first: lowest validation CER, then loss; the later epoch on ties."""
+    """Kept epoch checkpoints, best first: lowest validation CER, then loss; the later epoch on ties.
+    Epochs validated without decoding (no CER) rank after those with one."""
     by_epoch = read_metrics(exp_dir)
     folder = os.path.join(exp_dir, "checkpoints")
     kept = [e for e in by_epoch if os.path.isfile(os.path.join(folder, f"epoch{e}.pt"))]
-    kept.sort(key=lambda e: (by_epoch[e]["valid_cer"], by_epoch[e]["valid_loss"], -e))
+    kept.sort(key=lambda e: (by_epoch[e].get("valid_cer", float("inf")), by_epoch[e]["valid_loss"], -e))
     return [os.path.join(folder, f"epoch{e}.pt") for e in kept]
 
 

@@ -6,10 +6,11 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from .augment import AugmentConfig
 from .decode import DecodingOptions
 from .errors import ASRError
 from .model import PRESETS, ModelConfig
@@ -21,6 +22,13 @@ AMP_MODES = ("none", "bf16", "fp16")
 
 @dataclass
 class TrainConfig:
+    # manifests to train on and validate with (the command line's --train/--valid replace these);
+    # several training corpora share one vocabulary, and each dev set is also reported on its own
+    train: List[str] = field(default_factory=list)
+    valid: List[str] = field(default_factory=list)
+    # per training manifest: how many times each of its utterances is drawn per epoch on average
+    # (1 = once; 0.5 = half of them, others each epoch; 3 = three times); empty = all 1
+    train_weights: List[float] = field(default_factory=list)
     preset: str = "small"
     # overrides of the preset's ModelConfig fields
     model: Dict = field(default_factory=dict, metadata={"schema": ModelConfig})
@@ -33,6 +41,10 @@ class TrainConfig:
     peak_lr: float = 2e-3
     warmup_steps: int = 500
     weight_decay: float = 1e-6
+    # "all" parameters, or only "matrices" (not biases, norms, embeddings: decaying those only hurts)
+    weight_decay_scope: str = "all"
+    # learning-rate schedule after warm-up: "inverse_sqrt" (Transformer/ESPnet) or "cosine" (to 0 at the last epoch)
+    schedule: str = "inverse_sqrt"
     grad_clip: float = 5.0
     accum_grad: int = 1
     seed: int = 0
@@ -42,6 +54,17 @@ class TrainConfig:
     amp: str = "none"  # "bf16" or "fp16": mixed precision on CUDA only
     threads: int = 0  # torch threads per process (0 = torch's default)
     cmvn_utterances: int = 0  # 0 = every training utterance
+    # stop before an epoch that would end past this many minutes of training (0 = no limit), so a
+    # recipe's time is bounded on any machine; model.pt is then averaged from what was reached
+    max_minutes: float = 0.0
+    # decoded training audio kept in EXP_DIR/audio_cache (exact samples: results do not change), so
+    # compressed or resampled corpora are decoded once instead of every epoch
+    audio_cache: bool = True
+    # validation decodes greedily with at most 2 x the reference length + 10 tokens, every this many epochs
+    # (and at the last); other epochs report teacher-forced loss and accuracy only
+    valid_decode_every: int = 1
+    # waveform augmentation in the data loader: speed, volume, noise, reverberation (AugmentConfig fields)
+    augment: Dict = field(default_factory=dict, metadata={"schema": AugmentConfig})
     # DecodingOptions fields recommended for this model; saved in model.pt, the default when decoding with it
     decoding: Dict = field(default_factory=dict, metadata={"schema": DecodingOptions})
 
@@ -50,7 +73,15 @@ class TrainConfig:
             raise ASRError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.amp not in AMP_MODES:
             raise ASRError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        for name, allowed in (("weight_decay_scope", ("all", "matrices")), ("schedule", ("inverse_sqrt", "cosine"))):
+            if getattr(self, name) not in allowed:
+                raise ASRError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.train and self.train_weights and len(self.train_weights) != len(self.train):
+            raise ASRError(f"train_weights has {len(self.train_weights)} entries for {len(self.train)} training manifests")
+        if self.valid_decode_every < 1:
+            raise ASRError("valid_decode_every must be 1 or more")
         self.decoding_options()
+        self.augment_config()
 
     @classmethod
     def from_dict(cls, d: Dict) -> "TrainConfig":
@@ -61,6 +92,12 @@ class TrainConfig:
             return ModelConfig.from_dict({**PRESETS[self.preset], **self.model, "vocab_size": vocab_size})
         except (TypeError, ValueError) as e:
             raise ASRError(f"bad model options: {e}") from None
+
+    def augment_config(self) -> AugmentConfig:
+        try:
+            return AugmentConfig(**self.augment)
+        except (TypeError, ValueError) as e:
+            raise ASRError(f"bad augment options: {e}") from None
 
     def decoding_options(self) -> DecodingOptions:
         try:

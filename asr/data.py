@@ -1,16 +1,18 @@
 """What a model trains on: segments with transcripts become examples, examples become padded
 batches, and batches are drawn by duration buckets; plus the feature statistics of a training set."""
-import itertools
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, Sampler
 
 from .audio import SAMPLE_RATE
+from .augment import Augmenter, AugmentConfig
+from .cache import AudioCache
 from .errors import ASRError
 from .features import FeatureStatistics, GlobalCMVN, LogMel
 from .segments import Segment, length_buckets, load_manifest, pad_waveforms
@@ -31,13 +33,13 @@ def filter_segments(segments: Iterable[Segment], min_duration: float = 0.0,
 
 
 @torch.no_grad()
-def feature_statistics(segments: Iterable[Segment], logmel: LogMel,
-                       max_segments: Optional[int] = None) -> GlobalCMVN:
-    """Global CMVN from one streaming pass over the segments' features (the first max_segments)."""
+def feature_statistics(audio: Iterable[np.ndarray], logmel: LogMel) -> GlobalCMVN:
+    """Global CMVN from one streaming pass over the features of utterances' samples (at the
+    feature sample rate); see SpeechDataset.all_samples."""
     stats = FeatureStatistics(logmel.config.n_mels)
-    for segment in itertools.islice(segments, max_segments):
-        audio = torch.from_numpy(segment.load(logmel.config.sample_rate))
-        feats, _ = logmel(audio[None], torch.tensor([audio.shape[0]]))
+    for samples in audio:
+        samples = torch.from_numpy(samples)
+        feats, _ = logmel(samples[None], torch.tensor([samples.shape[0]]))
         stats.add(feats[0])
     if stats.count == 0:
         raise ASRError("no audio to compute feature statistics from")
@@ -51,25 +53,54 @@ class Example:
     tokens: torch.Tensor  # int64 [length]: the normalised transcript, without <sos/eos>
 
 
+class Draw(NamedTuple):
+    """One utterance drawn into a batch: which (`index`), and when (`epoch`, and `slot`, its place
+    among the epoch's draws), so the loader can seed each draw's augmentation the same in every run
+    and after a resume, and an utterance drawn twice in an epoch is augmented twice differently."""
+    index: int
+    epoch: int
+    slot: int
+
+
 class SpeechDataset(Dataset):
     """Loads one utterance's audio and encodes its transcript. Features are left to the model's
     front end, which computes them a batch at a time on its own device. The utterance list (not the
     audio) stays in memory, which is fine up to about a million utterances."""
 
     def __init__(self, segments: Union[str, "os.PathLike[str]", Sequence[Segment]], tokenizer: CharTokenizer,
-                 lang: str = "en", sample_rate: int = SAMPLE_RATE):
+                 lang: str = "en", sample_rate: int = SAMPLE_RATE, cache_dir: Optional[str] = None,
+                 augment: Optional[AugmentConfig] = None, seed: int = 0):
         is_path = isinstance(segments, (str, os.PathLike))
         self.segments = load_manifest(os.fspath(segments)) if is_path else list(segments)
-        self.tokenizer, self.lang, self.sample_rate = tokenizer, lang, sample_rate
+        self.tokenizer, self.lang, self.sample_rate, self.seed = tokenizer, lang, sample_rate, seed
+        self.cache = AudioCache(cache_dir, sample_rate) if cache_dir else None
+        augmenter = Augmenter(augment, sample_rate, self.random_utterance) if augment else None
+        self.augmenter = augmenter if augmenter and augmenter.enabled else None
 
     def __len__(self) -> int:
         return len(self.segments)
 
-    def __getitem__(self, index: int) -> Example:
+    def samples(self, index: int) -> np.ndarray:
         segment = self.segments[index]
+        return self.cache.load(segment) if self.cache else segment.load(self.sample_rate)
+
+    def all_samples(self, limit: Optional[int] = None) -> Iterator[np.ndarray]:
+        """The first `limit` utterances' samples (all by default), unaugmented, one at a time."""
+        return (self.samples(i) for i in range(min(len(self), limit or len(self))))
+
+    def random_utterance(self, rng: np.random.Generator) -> np.ndarray:
+        """Another utterance's samples, for babble noise."""
+        return self.samples(int(rng.integers(len(self))))
+
+    def __getitem__(self, key: Union[int, Draw]) -> Example:
+        """An utterance by index, or a sampler's draw: drawn utterances are augmented (when
+        augmentation is on) with a generator seeded by (seed, epoch, slot)."""
+        index = key.index if isinstance(key, Draw) else key
+        segment, audio = self.segments[index], self.samples(index)
+        if self.augmenter is not None and isinstance(key, Draw):
+            audio = self.augmenter(audio, np.random.default_rng([self.seed, key.epoch, key.slot]))
         tokens = self.tokenizer.encode(normalize_text(segment.text or "", self.lang))
-        return Example(id=segment.id, waveform=torch.from_numpy(segment.load(self.sample_rate)),
-                       tokens=torch.tensor(tokens, dtype=torch.long))
+        return Example(id=segment.id, waveform=torch.from_numpy(audio), tokens=torch.tensor(tokens, dtype=torch.long))
 
 
 @dataclass
@@ -92,10 +123,15 @@ def collate(examples: Sequence[Example]) -> Batch:
     )
 
 
-class BucketBatchSampler(Sampler[List[int]]):
+class BucketBatchSampler(Sampler[List[Draw]]):
     """Batches of utterances of similar duration, so that little of a batch is padding, sized by
     padded seconds (batch size x longest duration <= max_seconds) so long utterances come in small
-    batches and short ones in large. The batches are fixed; their order is shuffled per (seed, epoch).
+    batches and short ones in large. Their order is shuffled per (seed, epoch).
+
+    `weights` (one per utterance, default 1) say how often an utterance is drawn per epoch on
+    average: 2 twice, 0.5 in about half the epochs (which ones is drawn per epoch). That is how
+    corpora are mixed in proportions other than their sizes. With every weight 1 each epoch draws
+    each utterance once and the batches stay the same from epoch to epoch.
 
     Batches are global: with several processes, rank r takes items r, r + R, ... of every batch
     (as ESPnet does), so R processes step through exactly the batches that one process would, and
@@ -103,34 +139,53 @@ class BucketBatchSampler(Sampler[List[int]]):
     Call set_epoch before each pass, as with DistributedSampler."""
 
     def __init__(self, durations: Sequence[float], max_seconds: float, max_batch_size: Optional[int] = None,
-                 seed: int = 0, num_replicas: int = 1, rank: int = 0):
+                 seed: int = 0, num_replicas: int = 1, rank: int = 0, weights: Optional[Sequence[float]] = None):
         if max_seconds <= 0 or (max_batch_size is not None and max_batch_size < 1):
             raise ASRError("max_seconds and max_batch_size must be positive")
         if not 0 <= rank < num_replicas:
             raise ASRError(f"rank {rank} is not in [0, {num_replicas})")
-        if len(durations) < num_replicas:
-            raise ASRError(f"{len(durations)} utterances are too few for {num_replicas} processes")
-        self.batches = length_buckets(durations, max_seconds, max(num_replicas, max_batch_size or len(durations)),
-                                      min_size=num_replicas)
+        if weights is not None and (len(weights) != len(durations) or min(weights, default=0) < 0):
+            raise ASRError("sampling weights must be one non-negative number per utterance")
+        self.durations, self.weights = list(durations), None if weights is None else np.asarray(weights, float)
+        self.max_seconds, self.max_batch_size = max_seconds, max_batch_size
         self.seed, self.num_replicas, self.rank = seed, num_replicas, rank
         self.epoch = 0
         self.position = 0  # batches of this epoch handed out so far
         self._pass_start = 0
+        self._cached: Tuple[Optional[int], List[int], List[List[int]]] = (None, [], [])
+        if len(self.draws_and_batches(0)[0]) < num_replicas:
+            raise ASRError(f"{len(durations)} utterances are too few for {num_replicas} processes")
+
+    def draws_and_batches(self, epoch: int) -> Tuple[List[int], List[List[int]]]:
+        """The utterances an epoch draws (slot -> index) and its batches (lists of slots), unshuffled."""
+        key = epoch if self.weights is not None else 0  # unweighted, every epoch draws the same
+        if self._cached[0] != key:
+            draws = list(range(len(self.durations)))
+            if self.weights is not None:
+                rng = np.random.default_rng([self.seed, epoch])
+                copies = np.floor(self.weights) + (rng.random(len(self.weights)) < self.weights % 1)
+                draws = np.repeat(np.arange(len(self.weights)), copies.astype(int)).tolist()
+            size = max(self.num_replicas, self.max_batch_size or len(draws))
+            batches = length_buckets([self.durations[i] for i in draws], self.max_seconds, size,
+                                     min_size=self.num_replicas)
+            self._cached = (key, draws, batches)
+        return self._cached[1], self._cached[2]
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return len(self.draws_and_batches(self.epoch)[1])
 
     def set_epoch(self, epoch: int) -> None:
         """Starts a new epoch's order; setting the current epoch again keeps a resumed position."""
         if epoch != self.epoch:
             self.epoch, self.position = epoch, 0
 
-    def __iter__(self) -> Iterator[List[int]]:
-        order = torch.randperm(len(self.batches), generator=torch.Generator().manual_seed(self.seed + self.epoch))
+    def __iter__(self) -> Iterator[List[Draw]]:
+        draws, batches = self.draws_and_batches(self.epoch)
+        order = torch.randperm(len(batches), generator=torch.Generator().manual_seed(self.seed + self.epoch))
         self._pass_start = self.position
         for b in order[self.position:].tolist():
             self.position += 1
-            yield self.batches[b][self.rank::self.num_replicas]
+            yield [Draw(draws[slot], self.epoch, slot) for slot in batches[b][self.rank::self.num_replicas]]
 
     def state_dict(self, batches_done: Optional[int] = None) -> Dict[str, int]:
         """Where to resume. `batches_done` is how many batches of the current pass the caller has

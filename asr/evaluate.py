@@ -4,7 +4,7 @@ import json
 import logging
 import os
 from dataclasses import asdict
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from .config import BATCH_SECONDS, MAX_BATCH_SIZE
 from .decode import DecodingOptions
@@ -20,10 +20,11 @@ log = logging.getLogger(__name__)
 
 def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optional[DecodingOptions] = None,
              batch_seconds: float = BATCH_SECONDS, max_batch_size: int = MAX_BATCH_SIZE, plots: int = 3,
-             progress: bool = False, chunk_seconds: Optional[float] = None) -> Dict:
+             progress: bool = False, chunk_seconds: Optional[float] = None, group_by: Sequence[str] = ()) -> Dict:
     """Decodes every utterance whole, or cut at pauses into pieces of at most chunk_seconds as
     `asr transcribe` does, and returns the summary also written to OUT_DIR/summary.json. Options
-    default to the model file's recommended ones."""
+    default to the model file's recommended ones. `group_by` names manifest keys (speaker, lang, or
+    corpus keys such as age_group) whose every value gets its own CER and WER."""
     segments = manifest_segments(manifest)
     options = options or recognizer.options()
     transcripts = recognizer.transcribe_segments(segments, options, batch_seconds, max_batch_size,
@@ -42,7 +43,8 @@ def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optio
                    sentence_errors=sum(r != h for r, h in zip(refs, hyps)), attention_failures=asdict(failures),
                    audio_seconds=timing.audio_seconds, compute_seconds=timing.compute_seconds,
                    load_seconds=timing.load_seconds, manifest=os.path.abspath(manifest),
-                   decoding=asdict(options), chunk_seconds=chunk_seconds, device=str(recognizer.device))
+                   decoding=asdict(options), chunk_seconds=chunk_seconds, device=str(recognizer.device),
+                   groups={key: group_rates(segments, refs, hyps, key) for key in group_by})
     os.makedirs(out_dir, exist_ok=True)
     write_results(os.path.join(out_dir, "results.jsonl"), refs, transcripts)
     with atomic_output(os.path.join(out_dir, "summary.json")) as tmp, open(tmp, "w") as f:
@@ -51,6 +53,18 @@ def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optio
     if plots:
         plot_alignments(recognizer, segments[:plots], transcripts[:plots], options, out_dir)
     return summary
+
+
+def group_rates(segments: List[Segment], refs: List[str], hyps: List[str], key: str) -> Dict[str, Dict]:
+    """CER, WER and utterance count for each value of `key` (a Segment field or a manifest key)."""
+    groups: Dict[str, List[int]] = {}
+    for i, segment in enumerate(segments):
+        value = getattr(segment, key, None) if key in ("speaker", "lang") else segment.info.get(key)
+        groups.setdefault(str(value), []).append(i)
+    return {value: dict(cer=character_errors([refs[i] for i in rows], [hyps[i] for i in rows]).rate,
+                        wer=word_errors([refs[i] for i in rows], [hyps[i] for i in rows]).rate,
+                        num_utterances=len(rows))
+            for value, rows in sorted(groups.items())}
 
 
 def write_results(path: str, refs: List[str], transcripts: List[Transcript]) -> None:
@@ -66,7 +80,10 @@ def format_summary(summary: Dict) -> str:
             f"of {c['reference_length']} chars)  WER {100 * summary['wer']:.2f}% (S {w['substitutions']}, "
             f"D {w['deletions']}, I {w['insertions']} of {w['reference_length']} words)  "
             f"{summary['num_utterances']} utterances  RTF {summary['rtf']:.4f}  "
-            f"(early stops {f['early_stops']}, skips {f['skips']}, loops {f['loops']})")
+            f"(early stops {f['early_stops']}, skips {f['skips']}, loops {f['loops']})"
+            + "".join(f"\n  {key}={value}: CER {100 * g['cer']:.2f}%  WER {100 * g['wer']:.2f}%  "
+                      f"{g['num_utterances']} utterances"
+                      for key, values in summary.get("groups", {}).items() for value, g in values.items()))
 
 
 def plot_alignments(recognizer: Recognizer, segments: List[Segment], transcripts: List[Transcript], options: DecodingOptions,

@@ -8,8 +8,8 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
-from typing import Callable, Dict, Optional
+from dataclasses import asdict, dataclass, replace
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -29,40 +29,87 @@ from .validate import validate
 log = logging.getLogger("asr.train")
 
 
-class WarmupInverseSqrt(torch.optim.lr_scheduler.LambdaLR):
-    """Linear warm-up to the peak rate, then decay with 1/sqrt(step) (the Transformer/ESPnet schedule)."""
+def lr_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, kind: str = "inverse_sqrt",
+                total_steps: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up to the peak rate, then decay with 1/sqrt(step) (the Transformer/ESPnet schedule)
+    or along a half cosine to 0 at total_steps."""
+    warmup = max(1, warmup_steps)
 
-    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int):
-        warmup = max(1, warmup_steps)
-        super().__init__(optimizer, lambda step: min((step + 1) / warmup, math.sqrt(warmup / (step + 1))))
+    def inverse_sqrt(step: int) -> float:
+        return min((step + 1) / warmup, math.sqrt(warmup / (step + 1)))
+
+    def cosine(step: int) -> float:
+        progress = min(1.0, max(0, step + 1 - warmup) / max(1, total_steps - warmup))
+        return min((step + 1) / warmup, 0.5 * (1 + math.cos(math.pi * progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, inverse_sqrt if kind == "inverse_sqrt" else cosine)
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float, scope: str) -> List[Dict]:
+    """AdamW's parameter groups: weight decay on every parameter ("all"), or only on weight
+    matrices and convolution kernels ("matrices"), not on biases, norms and embeddings."""
+    if scope == "all":
+        return [dict(params=list(model.parameters()), weight_decay=weight_decay)]
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    decayed = [p for p in model.parameters() if p.ndim >= 2 and id(p) not in embeddings]
+    kept = [p for p in model.parameters() if p.ndim < 2 or id(p) in embeddings]
+    return [dict(params=decayed, weight_decay=weight_decay), dict(params=kept, weight_decay=0.0)]
 
 
 @dataclass
 class TrainingData:
-    train: SpeechDataset
-    valid: SpeechDataset
+    train: SpeechDataset  # every training corpus, one after the other
+    weights: Optional[List[float]]  # per training utterance, how often an epoch draws it (None: once each)
+    valid: Dict[str, SpeechDataset]  # each dev set by name
     longest: float  # seconds; transcription cuts recordings to this: attention does not generalise far past it
 
 
-def load_data(cfg: TrainConfig, train_manifest: str, valid_manifest: str, tokens_path: str,
-              write_tokens: bool = True) -> TrainingData:
-    """The training segments within the configured durations and the validation segments, with the
-    tokenizer read from `tokens_path` (on resume) or built from the training transcripts and saved there."""
-    train_segments, dropped = filter_segments(load_manifest(train_manifest), cfg.min_duration, cfg.max_duration)
-    if dropped:
-        log.info("dropped %d training utterances outside [%.2f, %.1f] s", dropped, cfg.min_duration, cfg.max_duration)
-    if not train_segments:
-        raise ASRError(f"{train_manifest}: no usable training utterances")
-    valid_segments = load_manifest(valid_manifest)
+def set_names(manifests: Sequence[str]) -> List[str]:
+    """Short distinct names for dev sets: the file name, with its folder where file names clash."""
+    stems = [os.path.splitext(os.path.basename(m))[0] for m in manifests]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [os.path.join(os.path.basename(os.path.dirname(os.path.abspath(m))), stem) for m, stem in zip(manifests, stems)]
+
+
+def load_data(cfg: TrainConfig, tokens_path: str, write_tokens: bool = True,
+              cache_dir: Optional[str] = None) -> TrainingData:
+    """The training segments of every corpus within the configured durations and each dev set, with
+    the tokenizer read from `tokens_path` (on resume) or built over all training transcripts and saved there."""
+    corpora = []
+    for manifest in cfg.train:
+        segments, dropped = filter_segments(load_manifest(manifest), cfg.min_duration, cfg.max_duration)
+        if dropped:
+            log.info("%s: dropped %d utterances outside [%.2f, %.1f] s", manifest, dropped, cfg.min_duration,
+                     cfg.max_duration)
+        if not segments:
+            raise ASRError(f"{manifest}: no usable training utterances")
+        corpora.append(segments)
+    train_segments = [s for segments in corpora for s in segments]
+    weights = ([w for segments, w in zip(corpora, cfg.train_weights) for _ in segments]
+               if any(w != 1 for w in cfg.train_weights) else None)
     if os.path.exists(tokens_path):
         tokenizer = CharTokenizer.load(tokens_path)
     else:
         tokenizer = CharTokenizer.build(normalize_text(s.text or "", cfg.lang) for s in train_segments)
         if write_tokens:
             tokenizer.save(tokens_path)
-    return TrainingData(SpeechDataset(train_segments, tokenizer, cfg.lang),
-                        SpeechDataset(valid_segments, tokenizer, cfg.lang),
-                        max(s.duration for s in train_segments))
+    train = SpeechDataset(train_segments, tokenizer, cfg.lang, cache_dir=cache_dir, augment=cfg.augment_config(),
+                          seed=cfg.seed)
+    valid = {name: SpeechDataset(load_manifest(m), tokenizer, cfg.lang, cache_dir=cache_dir)
+             for name, m in zip(set_names(cfg.valid), cfg.valid)}
+    return TrainingData(train, weights, valid, max(s.duration for s in train_segments))
+
+
+def validate_all(model: ASRModel, sets: Dict[str, SpeechDataset], device: torch.device, num_workers: int,
+                 decode_cer: bool) -> Dict[str, float]:
+    """Each dev set's results, and their means (each set counting equally), which rank checkpoints."""
+    results = {name: validate(model, dataset, device, num_workers, decode_cer=decode_cer)
+               for name, dataset in sets.items()}
+    metrics = {k: sum(r[k] for r in results.values()) / len(results) for k in next(iter(results.values()))}
+    if len(results) > 1:
+        metrics.update((f"{k}[{name}]", v) for name, r in results.items() for k, v in r.items())
+    return metrics
 
 
 @dataclass
@@ -78,7 +125,7 @@ class EpochTotals:
         self.audio += audio
 
 
-def apply_gradients(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: WarmupInverseSqrt,
+def apply_gradients(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
                     scaler: torch.amp.GradScaler, grad_clip: float) -> bool:
     """One update from the accumulated gradients, clipped to norm `grad_clip`; skipped (returning False)
     when their norm is not finite. The learning rate schedule moves on either way."""
@@ -101,8 +148,8 @@ def progress_bar(loader: DataLoader, description: str, shown: bool) -> tqdm:
 class Trainer:
     """Trains cfg's model, validating and checkpointing after every epoch (on rank 0 under torchrun)."""
 
-    def __init__(self, cfg: TrainConfig, train_manifest: str, valid_manifest: str, exp_dir: str,
-                 device: str = "cpu", should_stop: Optional[Callable[[int], bool]] = None):
+    def __init__(self, cfg: TrainConfig, exp_dir: str, device: str = "cpu",
+                 should_stop: Optional[Callable[[int], bool]] = None):
         self.cfg, self.device, self.dist = cfg, torch.device(device), Distributed.from_env()
         self.should_stop = should_stop or (lambda step: False)
         if cfg.threads:
@@ -111,20 +158,23 @@ class Trainer:
         random.seed(cfg.seed)
         self.checkpoints = CheckpointManager(exp_dir, cfg.keep_best, cfg.average_best)
         os.makedirs(self.checkpoints.folder, exist_ok=True)
-        self.data = load_data(cfg, train_manifest, valid_manifest, os.path.join(exp_dir, "tokens.txt"),
-                              self.dist.is_main)
+        self.data = load_data(cfg, os.path.join(exp_dir, "tokens.txt"), self.dist.is_main,
+                              os.path.join(exp_dir, "audio_cache") if cfg.audio_cache else None)
         self.model = ASRModel(cfg.model_config(len(self.data.train.tokenizer))).to(self.device)
         self.sampler = BucketBatchSampler([s.duration for s in self.data.train.segments], cfg.max_batch_seconds,
                                           max_batch_size=cfg.max_batch_size, seed=cfg.seed,
-                                          num_replicas=self.dist.world_size, rank=self.dist.rank)
+                                          num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                          weights=self.data.weights)
         # persistent workers: no process start-up at every epoch; the sampler is re-iterated each pass
         self.train_loader = DataLoader(self.data.train, batch_sampler=self.sampler, collate_fn=collate,
                                        num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.peak_lr, betas=(0.9, 0.98),
-                                           weight_decay=cfg.weight_decay)
-        self.scheduler = WarmupInverseSqrt(self.optimizer, cfg.warmup_steps)
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, cfg.weight_decay, cfg.weight_decay_scope),
+                                           lr=cfg.peak_lr, betas=(0.9, 0.98))
+        self.scheduler = lr_schedule(self.optimizer, cfg.warmup_steps, cfg.schedule,
+                                     cfg.epochs * len(self.sampler) // cfg.accum_grad)
         self.generator = torch.Generator().manual_seed(cfg.seed + self.dist.rank)  # SpecAugment
         self.epoch, self.step = 0, 0
+        self.seconds = 0.0  # spent training and validating so far, across resumes
         self.batches_done = 0  # of the current pass; the sampler's own count runs ahead with prefetching workers
         self.totals = EpochTotals()
 
@@ -134,20 +184,22 @@ class Trainer:
         if state is not None:
             self.restore(state)
         else:
-            self.model.normalize.copy_(feature_statistics(self.data.train.segments, self.model.frontend,
-                                                          self.cfg.cmvn_utterances or None))
+            self.model.normalize.copy_(feature_statistics(self.data.train.all_samples(self.cfg.cmvn_utterances),
+                                                          self.model.frontend))
         model = self.dist.wrap(self.model, self.device)
         with stop_on_sigint(self.dist.is_main) as interrupt:
-            while self.epoch < self.cfg.epochs:
+            while self.epoch < self.cfg.epochs and not self._out_of_time():
                 self.sampler.set_epoch(self.epoch)
+                start = time.perf_counter()
                 train_metrics = self._train_epoch(model, lambda: interrupt.requested or self.should_stop(self.step))
                 if train_metrics is None:
+                    self.seconds += time.perf_counter() - start
                     if self.dist.is_main:
                         self.checkpoints.save(self.state())
                     log.info("stopped at epoch %d step %d; continue with --resume", self.epoch + 1, self.step)
                     return None
                 self.epoch += 1
-                self._end_epoch(train_metrics)
+                self._end_epoch(train_metrics, start)
         if self.dist.is_main:
             self.checkpoints.write_model()
         self.dist.barrier()
@@ -191,9 +243,25 @@ class Trainer:
                          / self.cfg.accum_grad).backward()
         return out["loss"].item()
 
-    def _end_epoch(self, train_metrics: Dict[str, float]) -> None:
+    def _out_of_time(self) -> bool:
+        """Whether another epoch, as long as the average one so far, would end past max_minutes
+        (decided by rank 0, so that every process stops together)."""
+        if not self.cfg.max_minutes or self.epoch == 0:
+            return False
+        late = self.seconds + self.seconds / self.epoch > self.cfg.max_minutes * 60
+        if self.dist.sum([float(late and self.dist.is_main)])[0] > 0:
+            log.info("stopping after %d epochs (%.1f min): the next would pass max_minutes=%g", self.epoch,
+                     self.seconds / 60, self.cfg.max_minutes)
+            return True
+        return False
+
+    def _end_epoch(self, train_metrics: Dict[str, float], start: float) -> None:
+        """Validates (decoding every valid_decode_every epochs and at the last), then checkpoints."""
+        decode_cer = self.epoch % self.cfg.valid_decode_every == 0 or self.epoch == self.cfg.epochs
+        valid_metrics = validate_all(self.model, self.data.valid, self.device, self.cfg.num_workers, decode_cer)
+        self.seconds += time.perf_counter() - start
         metrics = dict(epoch=self.epoch, step=self.step, lr=self.scheduler.get_last_lr()[0], **train_metrics,
-                       **validate(self.model, self.data.valid, self.device, self.cfg.num_workers))
+                       **valid_metrics, minutes=self.seconds / 60)
         if self.dist.is_main:
             log.info("epoch %d: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"), self.epoch)
             self.checkpoints.add_epoch(self.epoch, metrics, self.state())
@@ -206,7 +274,7 @@ class Trainer:
         state["training"] = dict(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                                  sampler=self.sampler.state_dict(self.batches_done), rng=rng_state(),
                                  generator=self.generator.get_state(), epoch=self.epoch, step=self.step,
-                                 epoch_totals=asdict(self.totals))
+                                 epoch_totals=asdict(self.totals), seconds=self.seconds)
         return state
 
     def restore(self, state: Dict) -> None:
@@ -219,12 +287,21 @@ class Trainer:
         set_rng_state(t["rng"])
         self.generator.set_state(t["generator"])
         self.epoch, self.step, self.totals = t["epoch"], t["step"], EpochTotals(**t["epoch_totals"])
+        self.seconds = t.get("seconds", 0.0)
         log.info("resumed from %s at epoch %d, step %d", self.checkpoints.last, self.epoch + 1, self.step)
 
 
-def train(cfg: TrainConfig, train_manifest: str, valid_manifest: str, exp_dir: str, device: str = "cpu",
+def train(cfg: TrainConfig, train_manifest: Union[str, Sequence[str], None] = None,
+          valid_manifest: Union[str, Sequence[str], None] = None, exp_dir: str = "exp", device: str = "cpu",
           resume: bool = False, should_stop: Optional[Callable[[int], bool]] = None) -> Optional[str]:
     """Trains a model into EXP_DIR/model.pt (returned; None when stopped early, to continue with
-    resume=True), joining torchrun's process group when launched under torchrun."""
+    resume=True), joining torchrun's process group when launched under torchrun. Manifests given here
+    (one or several) replace the config's `train` and `valid` lists."""
+    given = {name: [m] if isinstance(m, str) else list(m)
+             for name, m in (("train", train_manifest), ("valid", valid_manifest)) if m}
+    cfg = replace(cfg, **given)
+    for name in ("train", "valid"):
+        if not getattr(cfg, name):
+            raise ASRError(f"no {name} manifest: pass --{name} or list them under '{name}:' in the config")
     with process_group(device) as device:
-        return Trainer(cfg, train_manifest, valid_manifest, exp_dir, device, should_stop).fit(resume)
+        return Trainer(cfg, exp_dir, device, should_stop).fit(resume)

@@ -28,8 +28,11 @@ def main(argv=None) -> int:
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="YAML file of TrainConfig fields (see recipes/*/conf)")
-    p.add_argument("--train", required=True, help="training manifest (.jsonl)")
-    p.add_argument("--valid", required=True, help="validation manifest (.jsonl)")
+    p.add_argument("--train", nargs="+", metavar="MANIFEST",
+                   help="training manifests (.jsonl), one per corpus: one vocabulary over all; per-corpus "
+                        "sampling with --set train_weights=[1,0.5] (default: the config's train list)")
+    p.add_argument("--valid", nargs="+", metavar="MANIFEST",
+                   help="validation manifests, each reported on its own (default: the config's valid list)")
     p.add_argument("--exp-dir", required=True, help="folder for checkpoints, logs and the final model.pt")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (auto: cuda when available)")
     p.add_argument("--resume", action="store_true", help="continue from EXP_DIR/checkpoints/last.pt")
@@ -176,6 +179,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plots", type=int, default=3, help="attention-alignment PNGs for the first N utterances")
     p.add_argument("--chunk-seconds", type=float,
                    help="cut utterances longer than this at pauses, as asr transcribe does (default: decode whole)")
+    p.add_argument("--group-by", nargs="+", default=[], metavar="KEY",
+                   help="also score each value of these manifest keys apart (e.g. speaker, gender, age_group)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier evaluation in --out")
     _decoding_args(p)
 
@@ -187,7 +192,8 @@ def _evaluate(args) -> int:
     refuse_overwrite(os.path.join(args.out, "summary.json"), args.overwrite)
     recognizer, options = _recognizer_and_options(args)
     summary = evaluate(recognizer, args.manifest, args.out, options, batch_seconds=args.batch_seconds,
-                       plots=max(0, args.plots), progress=True, chunk_seconds=args.chunk_seconds)
+                       plots=max(0, args.plots), progress=True, chunk_seconds=args.chunk_seconds,
+                       group_by=args.group_by)
     print(format_summary(summary))
     print(os.path.join(args.out, "summary.json"))
     return 0

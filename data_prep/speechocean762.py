@@ -7,7 +7,8 @@ transcoded copy) start from the corpus folder.
 The official train and test splits are kept; dev is carved from train by speaker: --dev-speakers
 speakers drawn from the sorted train speakers by a generator seeded with --seed, so no speaker is
 in two splits and every run draws the same ones. Each utterance keeps its speaker, and the
-speaker's age and gender (from spk2age, spk2gender) as "age" and "gender" in the manifest.
+speaker's age and gender (from spk2age, spk2gender) as "age", "age_group" (child under 18, else adult)
+and "gender" in the manifest.
 Transcripts are kept as the corpus writes them (uppercase words)."""
 import os
 import random
@@ -46,6 +47,9 @@ def speaker_info(folder: str) -> Dict[str, Dict[str, object]]:
         if os.path.exists(path):
             for speaker, value in read_table(path).items():
                 info.setdefault(speaker, {})[key] = int(value) if value.isdigit() else value
+    for values in info.values():
+        if isinstance(values.get("age"), int):  # the corpus' children are 5-15, its adults 19 and over
+            values["age_group"] = "child" if values["age"] < 18 else "adult"
     return info
 
 

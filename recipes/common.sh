@@ -1,6 +1,7 @@
 # Shared by the recipes' run.sh: option parsing, the asr command, and stage control.
 # A recipe sets `corpus`, `shared_name` and its defaults (optionally `decode_options`, extra flags for
-# asr evaluate and asr transcribe), sources this file, then runs its stages.
+# asr evaluate and asr transcribe, and `eval_options`, for asr evaluate alone), sources this file, then
+# runs its stages.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 stage=0

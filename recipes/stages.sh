@@ -16,7 +16,7 @@ if run_stage 4; then
   for split in test test_long; do
     if [ -f "$data_dir/$split.jsonl" ]; then
       $asr evaluate --model "$exp_dir/model.pt" --manifest "$data_dir/$split.jsonl" --out "$exp_dir/eval_$split" \
-        --overwrite ${decode_options[@]+"${decode_options[@]}"}
+        --overwrite ${decode_options[@]+"${decode_options[@]}"} ${eval_options[@]+"${eval_options[@]}"}
     fi
   done
 fi

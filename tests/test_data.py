@@ -82,8 +82,12 @@ DURATIONS = [0.5 + 0.05 * ((i * 37) % 100) for i in range(100)]
 
 
 def epoch_batches(sampler, epoch):
+    """The indices of an epoch's batches (checking each draw's epoch and that slots are unique)."""
     sampler.set_epoch(epoch)
-    return list(sampler)
+    batches = list(sampler)
+    slots = [d.slot for b in batches for d in b]
+    assert all(d.epoch == epoch for b in batches for d in b) and len(set(slots)) == len(slots)
+    return [[d.index for d in b] for b in batches]
 
 
 def test_sampler_covers_every_index_once_within_budget():
@@ -120,7 +124,7 @@ def test_ranks_split_every_global_batch_between_them(max_batch_size):
 def test_every_batch_has_an_utterance_for_each_process():
     sampler = BucketBatchSampler(DURATIONS, max_seconds=1.0, num_replicas=3, rank=2)
     assert all(len(b) >= 1 for b in epoch_batches(sampler, 0))
-    assert sorted(i for b in sampler.batches for i in b) == list(range(len(DURATIONS)))
+    assert sorted(i for b in sampler.draws_and_batches(0)[1] for i in b) == list(range(len(DURATIONS)))
 
 
 def test_resume_mid_epoch_yields_exactly_the_remaining_batches():
@@ -135,7 +139,8 @@ def test_resume_mid_epoch_yields_exactly_the_remaining_batches():
     resumed = BucketBatchSampler(DURATIONS, 20.0, seed=5)
     resumed.load_state_dict(state)
     resumed.set_epoch(2)  # the same epoch again: taken up where it stopped, not restarted
-    assert first + list(resumed) == full
+    indices = lambda batches: [[d.index for d in b] for b in batches]  # noqa: E731
+    assert indices(first) + indices(resumed) == full
     assert list(resumed) == []  # the pass is over until the next epoch
     assert len(epoch_batches(resumed, 3)) == len(full)
 
@@ -187,7 +192,7 @@ def cmvn_manifest(shared_data, tmp_path):
 def test_cmvn_from_manifest_equals_statistics_of_all_frames(cmvn_manifest):
     path, per_utterance = cmvn_manifest
     frames = np.concatenate(per_utterance)
-    cmvn = feature_statistics(read_manifest(path), LogMel())
+    cmvn = feature_statistics((s.load(16000) for s in read_manifest(path)), LogMel())
     assert int(cmvn.count) == len(frames) == 1101 + 49 + 126 + 429
     np.testing.assert_allclose(cmvn.mean.numpy(), frames.mean(0), rtol=0, atol=1e-5)
     np.testing.assert_allclose(cmvn.std.numpy(), frames.std(0), rtol=1e-5)
@@ -198,7 +203,7 @@ def test_cmvn_from_manifest_equals_statistics_of_all_frames(cmvn_manifest):
 
 def test_cmvn_reads_at_most_max_utterances(cmvn_manifest):
     path, per_utterance = cmvn_manifest
-    cmvn = feature_statistics(read_manifest(path), LogMel(), max_segments=2)
+    cmvn = feature_statistics(SpeechDataset(path, CharTokenizer.build(["a"])).all_samples(2), LogMel())
     frames = np.concatenate(per_utterance[:2])
     assert int(cmvn.count) == len(frames)
     np.testing.assert_allclose(cmvn.mean.numpy(), frames.mean(0), rtol=0, atol=1e-5)
@@ -206,7 +211,7 @@ def test_cmvn_reads_at_most_max_utterances(cmvn_manifest):
 
 def test_cmvn_travels_in_state_dict_and_json(cmvn_manifest):
     path, _ = cmvn_manifest
-    cmvn = feature_statistics(read_manifest(path), LogMel(), max_segments=2)
+    cmvn = feature_statistics(SpeechDataset(path, CharTokenizer.build(["a"])).all_samples(2), LogMel())
     assert set(cmvn.state_dict()) == {"mean", "std", "count"}
     loaded = GlobalCMVN(80)
     assert int(loaded.count) == 0
@@ -222,4 +227,36 @@ def test_cmvn_of_an_empty_manifest_is_an_error(tmp_path):
     path = tmp_path / "empty.jsonl"
     path.write_text("\n")
     with pytest.raises(ASRError, match="no audio"):
-        feature_statistics(read_manifest(str(path)), LogMel())
+        feature_statistics((s.load(16000) for s in read_manifest(str(path))), LogMel())
+
+
+def test_sampling_weights_draw_each_corpus_in_proportion():
+    # 100 utterances of corpus A (weight 2) and 100 of corpus B (weight 0.25)
+    durations = DURATIONS + DURATIONS
+    weights = [2.0] * 100 + [0.25] * 100
+    sampler = BucketBatchSampler(durations, 20.0, seed=3, weights=weights)
+    counts = np.zeros(200)
+    for epoch in range(8):
+        indices = [i for b in epoch_batches(sampler, epoch) for i in b]
+        assert sum(i < 100 for i in indices) == 200  # every A utterance exactly twice
+        counts += np.bincount(indices, minlength=200)
+    assert (counts[:100] == 16).all()
+    assert 0.15 < counts[100:].mean() / 8 < 0.35  # about a quarter of B per epoch, different ones
+    assert (counts[100:] > 0).sum() > 70
+    again = BucketBatchSampler(durations, 20.0, seed=3, weights=weights)
+    assert epoch_batches(again, 5) == epoch_batches(sampler, 5)  # reproducible per (seed, epoch)
+
+
+def test_dataset_augments_draws_reproducibly_and_never_plain_indices(fsdd_manifest, tmp_path):
+    from asr.augment import AugmentConfig
+    from asr.data import Draw
+
+    tokenizer = CharTokenizer.build(DIGITS)
+    augment = AugmentConfig(speed_factors=[0.9, 1.1], noise_prob=1.0)
+    dataset = SpeechDataset(fsdd_manifest, tokenizer, augment=augment, seed=1, cache_dir=str(tmp_path / "cache"))
+    plain = SpeechDataset(fsdd_manifest, tokenizer)
+    first, again = dataset[Draw(2, 0, 7)].waveform, dataset[Draw(2, 0, 7)].waveform
+    other = dataset[Draw(2, 1, 7)].waveform
+    assert torch.equal(first, again) and not (len(first) == len(other) and torch.equal(first, other))
+    assert abs(len(first) / len(plain[2].waveform) - 1) > 0.05  # sped up or slowed down by 10 %
+    assert torch.equal(dataset[2].waveform, plain[2].waveform)  # validation-style access: untouched

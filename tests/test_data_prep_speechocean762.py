@@ -34,7 +34,8 @@ def test_shared_copy_keeps_age_gender_and_header_durations(shared, shared_data):
     segments = [s for split in splits.values() for s in split]
     assert all(isinstance(s.info["age"], int) and s.info["gender"] in ("m", "f") for s in segments)
     first = next(s for s in splits["train"] + splits["dev"] if s.id == "000010011")
-    assert (first.speaker, first.text, first.info) == ("0001", "WE CALL IT BEAR", {"age": 6, "gender": "m"})
+    assert (first.speaker, first.text, first.info) == ("0001", "WE CALL IT BEAR", {"age": 6, "gender": "m",
+                                                                          "age_group": "child"})
     for segment in (first, splits["test"][0]):
         assert segment.path.endswith(".opus")
         assert segment.duration == pytest.approx(sf.info(segment.path).duration, abs=1e-3)
@@ -81,7 +82,7 @@ def test_original_layout_with_wav_paths_from_the_corpus_root(tmp_path):
     test = {s.id: s for s in splits["test"]}["000240020"]
     assert test.path == str(corpus / "WAVE/SPEAKER0024/000240020.WAV")
     assert (test.text, test.speaker, test.lang, test.info, test.duration) == (
-        "WE CALL IT BEAR", "0024", "en", {"age": 31, "gender": "m"}, 1.1)
+        "WE CALL IT BEAR", "0024", "en", {"age": 31, "gender": "m", "age_group": "adult"}, 1.1)
     other = prep(corpus, tmp_path / "other", "--dev-speakers", 1, "--seed", 1)
     assert {s.speaker for s in other["dev"]} == {"0001"}  # another seed, another draw
     assert prep(corpus, tmp_path / "none", "--dev-speakers", 0).keys() == {"train", "test"}

@@ -55,3 +55,20 @@ def test_manifest_is_read_as_a_manifest_whatever_its_name(overfit_model, tmp_pat
     renamed.write_text(open(manifest).read())
     summary = evaluate(asr.load_model(model_path), str(renamed), str(tmp_path / "out"), plots=0)
     assert summary["num_utterances"] == 6 and summary["cer"] == 0.0
+
+
+def test_group_by_scores_each_value_of_a_manifest_key(overfit_model, tmp_path):
+    model_path, manifest = overfit_model
+    utts = load_manifest(manifest)
+    for i, utt in enumerate(utts):
+        utt.info["age_group"] = "child" if i < 2 else "adult"
+    utts[4].text = "tree"  # one insertion, in an adult's utterance
+    edited = str(tmp_path / "grouped.jsonl")
+    write_manifest(edited, utts)
+    summary = evaluate(asr.load_model(model_path), edited, str(tmp_path / "out"), plots=0,
+                       group_by=["age_group", "speaker"])
+    groups = summary["groups"]["age_group"]
+    assert groups["child"] == dict(cer=0.0, wer=0.0, num_utterances=2)
+    assert groups["adult"]["cer"] == pytest.approx(1 / len("twotwotreethree")) and groups["adult"]["num_utterances"] == 4
+    assert list(summary["groups"]["speaker"]) == ["None"]
+    assert "age_group=child: CER 0.00%" in format_summary(summary)

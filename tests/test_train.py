@@ -67,7 +67,7 @@ def test_resume_after_interruption_ends_where_an_uninterrupted_run_does(fsdd_man
     a, b = weights(straight), weights(resumed)
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
-    history = lambda d: [{k: v for k, v in json.loads(line).items() if "per_second" not in k}  # noqa: E731
+    history = lambda d: [{k: v for k, v in json.loads(line).items() if "per_second" not in k and k != "minutes"}  # noqa: E731
                          for line in open(tmp_path / d / "metrics.jsonl")]
     assert history("a") == history("b")
 
@@ -131,3 +131,65 @@ def test_recommended_decoding_options_are_stored_in_the_model_file(fsdd_manifest
     info = load_model_file(path).info
     assert info["decoding"] == {"ctc_weight": 0.5, "beam_size": 4}
     assert info["averaged"] == ["epoch1.pt"] and info["train_config"]["decoding"] == info["decoding"]
+
+
+def test_several_corpora_share_one_vocabulary_and_each_dev_set_is_reported(shared_data, fsdd_manifests, tmp_path):
+    from asr.segments import load_manifest
+
+    yesno = shared_data / "yesno" / "waves_yesno"
+    names = sorted(p.name for p in yesno.glob("*.wav"))[:4]
+    segments = [Segment(p[:-4], str(yesno / p), audio_duration(str(yesno / p)),
+                        " ".join("yes" if w == "1" else "no" for w in p[:-4].split("_"))) for p in names]
+    write_manifest(str(tmp_path / "yesno_train.jsonl"), segments[:3])
+    write_manifest(str(tmp_path / "yesno_dev.jsonl"), segments[3:])
+    train_fsdd, valid_fsdd = fsdd_manifests
+    cfg = tiny_config(epochs=1, train_weights=[1.0, 2.0], max_batch_seconds=20.0)
+    train(cfg, [train_fsdd, str(tmp_path / "yesno_train.jsonl")], [valid_fsdd, str(tmp_path / "yesno_dev.jsonl")],
+          str(tmp_path / "exp"))
+    tokens = set(load_model_file(str(tmp_path / "exp" / "model.pt")).tokenizer.tokens)
+    assert {"y", "s", "z"} <= tokens  # "yes" from one corpus, "zero" from the other
+    [metrics] = [json.loads(line) for line in open(tmp_path / "exp" / "metrics.jsonl")]
+    assert metrics["valid_cer"] == pytest.approx((metrics["valid_cer[valid]"] + metrics["valid_cer[yesno_dev]"]) / 2)
+    assert len(load_manifest(train_fsdd)) == 24
+
+
+def test_a_time_budget_stops_between_epochs_and_still_writes_the_model(fsdd_manifests, tmp_path):
+    path = train(tiny_config(epochs=5, max_minutes=1e-4), *fsdd_manifests, str(tmp_path))
+    assert os.path.exists(path)
+    assert len(open(tmp_path / "metrics.jsonl").readlines()) == 1  # the first epoch always runs
+
+
+def test_weight_decay_can_spare_biases_norms_and_embeddings():
+    from asr.model import PRESETS, ASRModel, ModelConfig
+    from asr.train import parameter_groups
+
+    model = ASRModel(ModelConfig(vocab_size=10, **PRESETS["tiny"]))
+    decayed, kept = parameter_groups(model, 0.1, "matrices")
+    assert (decayed["weight_decay"], kept["weight_decay"]) == (0.1, 0.0)
+    assert len(decayed["params"]) + len(kept["params"]) == len(list(model.parameters()))
+    assert all(p.ndim >= 2 for p in decayed["params"])
+    ids = lambda group: {id(p) for p in group["params"]}  # noqa: E731
+    assert {id(model.decoder.embed.weight), id(model.encoder.ln.weight), id(model.decoder.out.bias)} <= ids(kept)
+    assert {id(model.decoder.out.weight), id(model.encoder.subsample.convs[0].weight)} <= ids(decayed)
+    [everything] = parameter_groups(model, 0.1, "all")
+    assert len(everything["params"]) == len(list(model.parameters()))
+
+
+def test_cosine_schedule_warms_up_then_falls_to_zero():
+    from asr.train import lr_schedule
+
+    def rates(kind):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        schedule = lr_schedule(optimizer, warmup_steps=10, kind=kind, total_steps=100)
+        out = []
+        for _ in range(100):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.step()
+        return out
+
+    cosine, inverse_sqrt = rates("cosine"), rates("inverse_sqrt")
+    assert cosine[9] == pytest.approx(1.0) and cosine[:10] == inverse_sqrt[:10]
+    assert cosine[54] == pytest.approx(0.5, abs=0.02) and cosine[99] < 0.001
+    assert all(a >= b for a, b in zip(cosine[9:], cosine[10:]))
+    assert inverse_sqrt[39] == pytest.approx(0.5)

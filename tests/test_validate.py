@@ -5,7 +5,7 @@ from asr.checkpoint import load_model_file
 from asr.data import SpeechDataset
 from asr.model import PRESETS, ASRModel, ModelConfig
 from asr.text import CharTokenizer
-from asr.validate import validate
+from asr.validate import length_cap, validate
 
 
 def test_an_overfit_model_validates_with_no_errors(overfit_model):
@@ -27,3 +27,17 @@ def test_results_do_not_depend_on_the_batch_size(overfit_model):
     assert one_by_one["valid_cer"] == whole["valid_cer"] > 0  # an untrained model gets them wrong
     assert one_by_one["valid_acc"] == whole["valid_acc"]
     assert one_by_one["valid_loss"] == pytest.approx(whole["valid_loss"], rel=1e-4)
+
+
+def test_greedy_validation_is_capped_by_the_reference_length(overfit_model):
+    _, manifest = overfit_model
+    tokenizer = CharTokenizer.build(["one two three"])
+    torch.manual_seed(0)
+    model = ASRModel(ModelConfig(vocab_size=len(tokenizer), **PRESETS["tiny"]))
+    dataset = SpeechDataset(manifest, tokenizer)
+    metrics = validate(model, dataset, torch.device("cpu"))
+    refs = [len(s.text) for s in dataset.segments]  # "one", "two", "three": 3 to 5 characters
+    # an untrained decoder never says EOS: each hypothesis stops at 2 x its reference + 10 characters
+    assert metrics["valid_cer"] <= sum(length_cap(n) + n for n in refs) / sum(refs)
+    assert length_cap(5) == 20
+    assert set(validate(model, dataset, torch.device("cpu"), decode_cer=False)) == {"valid_loss", "valid_acc"}
