@@ -9,7 +9,7 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -125,6 +125,18 @@ class EpochTotals:
         self.audio += audio
 
 
+def backward(model: torch.nn.Module, batch: Batch, device: torch.device, generator: torch.Generator,
+             scaler: torch.amp.GradScaler, amp: str, weight: float, sync: bool) -> float:
+    """Accumulates the gradients of `weight` × the batch's loss (synchronising DDP ranks only when
+    `sync`); returns the loss."""
+    no_sync = not sync and isinstance(model, DistributedDataParallel)
+    waves, lengths = batch.waveforms.to(device), batch.waveform_lengths.to(device)
+    with model.no_sync() if no_sync else contextlib.nullcontext(), autocast(amp, device):
+        out = model(waves, lengths, batch.tokens.to(device), generator=generator)
+        scaler.scale(out["loss"] * weight).backward()
+    return out["loss"].item()
+
+
 def apply_gradients(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
                     scaler: torch.amp.GradScaler, grad_clip: float) -> bool:
     """One update from the accumulated gradients, clipped to norm `grad_clip`; skipped (returning False)
@@ -145,6 +157,25 @@ def progress_bar(loader: DataLoader, description: str, shown: bool) -> tqdm:
     return tqdm(loader, desc=description, disable=None if shown else True, dynamic_ncols=True, leave=False)
 
 
+def training_batches(data: TrainingData, cfg: TrainConfig, dist: Distributed) -> Tuple[BucketBatchSampler, DataLoader]:
+    """This process's sampler of the global batches, and the loader that reads (and augments) them."""
+    sampler = BucketBatchSampler([s.duration for s in data.train.segments], cfg.max_batch_seconds,
+                                 max_batch_size=cfg.max_batch_size, seed=cfg.seed, num_replicas=dist.world_size,
+                                 rank=dist.rank, weights=data.weights)
+    # persistent workers: no process start-up at every epoch; the sampler is re-iterated each pass
+    return sampler, DataLoader(data.train, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
+                               persistent_workers=cfg.num_workers > 0)
+
+
+def out_of_time(seconds: float, epochs: int, max_minutes: float) -> bool:
+    """Whether another epoch, as long as the average one so far, would end past max_minutes (0 = never)."""
+    if not max_minutes or epochs == 0 or seconds + seconds / epochs <= max_minutes * 60:
+        return False
+    log.info("stopping after %d epochs (%.1f min): another would pass max_minutes=%g", epochs, seconds / 60,
+             max_minutes)
+    return True
+
+
 class Trainer:
     """Trains cfg's model, validating and checkpointing after every epoch (on rank 0 under torchrun)."""
 
@@ -161,20 +192,14 @@ class Trainer:
         self.data = load_data(cfg, os.path.join(exp_dir, "tokens.txt"), self.dist.is_main,
                               os.path.join(exp_dir, "audio_cache") if cfg.audio_cache else None)
         self.model = ASRModel(cfg.model_config(len(self.data.train.tokenizer))).to(self.device)
-        self.sampler = BucketBatchSampler([s.duration for s in self.data.train.segments], cfg.max_batch_seconds,
-                                          max_batch_size=cfg.max_batch_size, seed=cfg.seed,
-                                          num_replicas=self.dist.world_size, rank=self.dist.rank,
-                                          weights=self.data.weights)
-        # persistent workers: no process start-up at every epoch; the sampler is re-iterated each pass
-        self.train_loader = DataLoader(self.data.train, batch_sampler=self.sampler, collate_fn=collate,
-                                       num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
+        self.sampler, self.train_loader = training_batches(self.data, cfg, self.dist)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, cfg.weight_decay, cfg.weight_decay_scope),
                                            lr=cfg.peak_lr, betas=(0.9, 0.98))
         self.scheduler = lr_schedule(self.optimizer, cfg.warmup_steps, cfg.schedule,
                                      cfg.epochs * len(self.sampler) // cfg.accum_grad)
         self.generator = torch.Generator().manual_seed(cfg.seed + self.dist.rank)  # SpecAugment
         self.epoch, self.step = 0, 0
-        self.seconds = 0.0  # spent training and validating so far, across resumes
+        self.seconds = 0.0
         self.batches_done = 0  # of the current pass; the sampler's own count runs ahead with prefetching workers
         self.totals = EpochTotals()
 
@@ -215,7 +240,8 @@ class Trainer:
         self.batches_done = 0
         for i, batch in enumerate(bar):
             boundary = (i + 1) % self.cfg.accum_grad == 0
-            loss = self._backward(model, batch, scaler, sync=boundary)
+            weight = self.dist.share_of_global_batch(len(batch.ids)) / self.cfg.accum_grad
+            loss = backward(model, batch, self.device, self.generator, scaler, self.cfg.amp, weight, sync=boundary)
             if boundary:
                 if not apply_gradients(self.model, self.optimizer, self.scheduler, scaler, self.cfg.grad_clip):
                     log.warning("step %d: non-finite gradient norm, update skipped", self.step)
@@ -233,33 +259,17 @@ class Trainer:
         self.totals = EpochTotals()
         return dict(train_loss=loss / max(1, utts), train_audio_per_second=audio / seconds)
 
-    def _backward(self, model: torch.nn.Module, batch: Batch, scaler: torch.amp.GradScaler, sync: bool) -> float:
-        """Accumulates the batch's gradients (synchronising DDP ranks only when `sync`); returns its loss."""
-        no_sync = not sync and isinstance(model, DistributedDataParallel)
-        waves, lengths = batch.waveforms.to(self.device), batch.waveform_lengths.to(self.device)
-        with model.no_sync() if no_sync else contextlib.nullcontext(), autocast(self.cfg.amp, self.device):
-            out = model(waves, lengths, batch.tokens.to(self.device), generator=self.generator)
-            scaler.scale(out["loss"] * self.dist.share_of_global_batch(len(batch.ids))
-                         / self.cfg.accum_grad).backward()
-        return out["loss"].item()
-
     def _out_of_time(self) -> bool:
-        """Whether another epoch, as long as the average one so far, would end past max_minutes
-        (decided by rank 0, so that every process stops together)."""
-        if not self.cfg.max_minutes or self.epoch == 0:
-            return False
-        late = self.seconds + self.seconds / self.epoch > self.cfg.max_minutes * 60
-        if self.dist.sum([float(late and self.dist.is_main)])[0] > 0:
-            log.info("stopping after %d epochs (%.1f min): the next would pass max_minutes=%g", self.epoch,
-                     self.seconds / 60, self.cfg.max_minutes)
-            return True
-        return False
+        late = out_of_time(self.seconds, self.epoch, self.cfg.max_minutes)
+        if self.dist.world_size > 1:  # rank 0 decides, so that every process stops together
+            late = self.dist.sum([float(late and self.dist.is_main)])[0] > 0
+        return late
 
     def _end_epoch(self, train_metrics: Dict[str, float], start: float) -> None:
         """Validates (decoding every valid_decode_every epochs and at the last), then checkpoints."""
         decode_cer = self.epoch % self.cfg.valid_decode_every == 0 or self.epoch == self.cfg.epochs
         valid_metrics = validate_all(self.model, self.data.valid, self.device, self.cfg.num_workers, decode_cer)
-        self.seconds += time.perf_counter() - start
+        self.seconds += time.perf_counter() - start  # spent training and validating, across resumes
         metrics = dict(epoch=self.epoch, step=self.step, lr=self.scheduler.get_last_lr()[0], **train_metrics,
                        **valid_metrics, minutes=self.seconds / 60)
         if self.dist.is_main:
