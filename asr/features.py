@@ -106,6 +106,15 @@ class GlobalCMVN(nn.Module):
         return cmvn
 
 
+def utterance_mean_normalize(feats: Tensor, lengths: Tensor) -> Tensor:
+    """Subtracts each utterance's own mean per mel bin over its frames (cepstral mean normalisation):
+    a fixed microphone or channel colouring is a constant offset in log-mel, so this removes it, and
+    with it much of what sets one recording setup apart from another. Padding stays 0."""
+    valid = (torch.arange(feats.shape[1], device=feats.device)[None] < lengths[:, None].to(feats.device))[..., None]
+    mean = (feats * valid).sum(dim=1, keepdim=True) / lengths.to(feats.device).clamp(min=1)[:, None, None]
+    return (feats - mean).masked_fill(~valid, 0.0)
+
+
 class FeatureStatistics:
     """Streaming float64 sums of features and their squares, so the statistics of a whole
     training set never need all of its features at once."""

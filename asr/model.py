@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .features import FeatureConfig, GlobalCMVN, LogMel, SpecAugment, SpecAugmentConfig
+from .features import FeatureConfig, GlobalCMVN, LogMel, SpecAugment, SpecAugmentConfig, utterance_mean_normalize
 from .text import BLANK, IGNORE_ID, SOS_EOS, SPECIAL_TOKENS
 
 
@@ -27,6 +27,7 @@ class ModelConfig:
     dropout: float = 0.1
     ctc_loss_weight: float = 0.3  # λ of the training loss (1 − λ)·attention + λ·CTC
     label_smoothing: float = 0.1
+    utterance_cmn: bool = False  # also subtract each utterance's own mean (channel normalisation)
     max_positions: int = 5000
     features: FeatureConfig = field(default_factory=FeatureConfig)
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
@@ -315,6 +316,8 @@ class ASRModel(nn.Module):
                  generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
         feats, frames = self.frontend(waveforms, lengths)
         feats = self.normalize(feats)
+        if self.cfg.utterance_cmn:
+            feats = utterance_mean_normalize(feats, frames)
         if self.training:
             feats = self.specaugment(feats, frames, generator=generator)
         return feats, frames

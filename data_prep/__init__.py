@@ -7,5 +7,5 @@ beyond train/dev/test names them in `EXTRA_SPLITS`, and one that composes or syn
 each utterance's provenance to `prep.add(..., sources=...)` for OUT/<split>.sources.jsonl.
 Modules are imported only when used, so that building the `asr` command line stays fast."""
 
-CORPORA = ("aishell", "an4", "commonvoice", "folder", "fsdd", "fsdd_connected", "kaldi", "librispeech",
+CORPORA = ("aishell", "an4", "clips", "commonvoice", "folder", "fsdd", "fsdd_connected", "kaldi", "librispeech",
            "speechocean762", "synth", "yesno")

@@ -342,3 +342,14 @@ def test_cli_subprocess_bad_corpus_dir(tmp_path):
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"asr prep: error: {tmp_path / 'none'}: no such file or directory"]
     assert not (tmp_path / "out").exists()
+
+
+def test_clips_table_becomes_a_test_split_per_language(shared_data, tmp_path):
+    assert prep("clips", shared_data / "clips", tmp_path / "all") == 0
+    everything = manifests(tmp_path / "all")
+    assert list(everything) == ["test"] and len(everything["test"]) == 20
+    assert prep("clips", shared_data / "clips", tmp_path / "en", "--lang", "en") == 0
+    english = manifests(tmp_path / "en")["test"]
+    assert len(english) == 13 and {s.lang for s in english} == {"en"}
+    jfk = next(s for s in english if s.id.endswith("jfk"))
+    assert jfk.text.lower().startswith("and so my fellow americans") and 10 < jfk.duration < 12

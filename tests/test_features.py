@@ -149,3 +149,18 @@ def test_time_warp_moves_frames_by_at_most_the_window():
         assert torch.equal(out[item, length:], ramp[item, length:])
     assert not torch.equal(out[:2], ramp[:2])
     assert torch.equal(out[2], ramp[2])
+
+
+def test_utterance_mean_normalisation_removes_a_channel_offset_and_keeps_padding():
+    from asr.features import utterance_mean_normalize
+
+    torch.manual_seed(0)
+    feats = torch.randn(2, 50, 80)
+    lengths = torch.tensor([50, 30])
+    feats[1, 30:] = 0.0
+    coloured = feats + torch.linspace(-3, 3, 80)  # a microphone's fixed tilt across mel bins
+    coloured[1, 30:] = 0.0
+    plain, tilted = utterance_mean_normalize(feats, lengths), utterance_mean_normalize(coloured, lengths)
+    torch.testing.assert_close(plain, tilted, atol=1e-5, rtol=0)  # the offset is gone
+    torch.testing.assert_close(plain[1, :30].mean(0), torch.zeros(80), atol=1e-5, rtol=0)
+    assert plain[1, 30:].abs().max() == 0
