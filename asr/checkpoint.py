@@ -95,13 +95,19 @@ def read_metrics(exp_dir: str) -> Dict[int, Dict]:
         return {m["epoch"]: m for m in map(json.loads, filter(str.strip, f))}
 
 
-def ranked_checkpoints(exp_dir: str) -> List[str]:
-    """Kept epoch checkpoints, best first: lowest validation CER, then loss; the later epoch on ties.
-    Epochs validated without decoding (no CER) rank after those with one."""
+RANKINGS = ("cer", "acc")
+
+
+def ranked_checkpoints(exp_dir: str, rank_by: str = "cer") -> List[str]:
+    """Kept epoch checkpoints, best first: by lowest validation CER ("cer"; epochs validated without
+    decoding rank after those with a CER), or by highest teacher-forced token accuracy ("acc", which
+    still means something while greedy CER is over 100 % early in a long training); then by loss, and
+    the later epoch on ties."""
     by_epoch = read_metrics(exp_dir)
     folder = os.path.join(exp_dir, "checkpoints")
     kept = [e for e in by_epoch if os.path.isfile(os.path.join(folder, f"epoch{e}.pt"))]
-    kept.sort(key=lambda e: (by_epoch[e].get("valid_cer", float("inf")), by_epoch[e]["valid_loss"], -e))
+    first = ((lambda m: m.get("valid_cer", float("inf"))) if rank_by == "cer" else (lambda m: -m["valid_acc"]))
+    kept.sort(key=lambda e: (first(by_epoch[e]), by_epoch[e]["valid_loss"], -e))
     return [os.path.join(folder, f"epoch{e}.pt") for e in kept]
 
 
@@ -110,8 +116,8 @@ class CheckpointManager:
     epochs, checkpoints/last.pt to resume from, the validation results they are ranked by
     (EXP_DIR/metrics.jsonl), and EXP_DIR/model.pt, the mean of the best `average_best`."""
 
-    def __init__(self, exp_dir: str, keep_best: int, average_best: int):
-        self.exp_dir, self.keep_best, self.average_best = exp_dir, keep_best, average_best
+    def __init__(self, exp_dir: str, keep_best: int, average_best: int, rank_by: str = "cer"):
+        self.exp_dir, self.keep_best, self.average_best, self.rank_by = exp_dir, keep_best, average_best, rank_by
         self.folder = os.path.join(exp_dir, "checkpoints")
         self.last = os.path.join(self.folder, "last.pt")
         self.model_path = os.path.join(exp_dir, "model.pt")
@@ -131,12 +137,12 @@ class CheckpointManager:
             f.write(json.dumps(metrics) + "\n")
         self.save(state, f"epoch{epoch}.pt")
         self.save(state, "last.pt")
-        for path in ranked_checkpoints(self.exp_dir)[self.keep_best:]:
+        for path in ranked_checkpoints(self.exp_dir, self.rank_by)[self.keep_best:]:
             os.unlink(path)
 
     def write_model(self) -> str:
         """EXP_DIR/model.pt: the average of the best checkpoints (or the best one)."""
-        best = ranked_checkpoints(self.exp_dir)[: max(1, self.average_best)]
+        best = ranked_checkpoints(self.exp_dir, self.rank_by)[: max(1, self.average_best)]
         average_checkpoints(best, self.model_path)
         log.info("wrote %s (average of %s)", self.model_path, ", ".join(os.path.basename(p) for p in best))
         return self.model_path

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from .augment import AugmentConfig
+from .checkpoint import RANKINGS
 from .decode import DecodingOptions
 from .errors import ASRError
 from .model import PRESETS, ModelConfig
@@ -49,7 +50,8 @@ class TrainConfig:
     accum_grad: int = 1
     seed: int = 0
     num_workers: int = 1
-    keep_best: int = 5  # best checkpoints kept (by validation CER, then loss)
+    keep_best: int = 5  # best checkpoints kept (by rank_by, then validation loss)
+    rank_by: str = "cer"  # "cer" (greedy validation CER) or "acc" (teacher-forced accuracy; see checkpoint.py)
     average_best: int = 5  # model.pt = mean of this many best checkpoints (0 or 1: the best one)
     amp: str = "none"  # "bf16" or "fp16": mixed precision on CUDA only
     threads: int = 0  # torch threads per process (0 = torch's default)
@@ -73,7 +75,8 @@ class TrainConfig:
             raise ASRError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.amp not in AMP_MODES:
             raise ASRError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
-        for name, allowed in (("weight_decay_scope", ("all", "matrices")), ("schedule", ("inverse_sqrt", "cosine"))):
+        for name, allowed in (("weight_decay_scope", ("all", "matrices")), ("schedule", ("inverse_sqrt", "cosine")),
+                              ("rank_by", RANKINGS)):
             if getattr(self, name) not in allowed:
                 raise ASRError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.train and self.train_weights and len(self.train_weights) != len(self.train):

@@ -187,7 +187,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        self.checkpoints = CheckpointManager(exp_dir, cfg.keep_best, cfg.average_best)
+        self.checkpoints = CheckpointManager(exp_dir, cfg.keep_best, cfg.average_best, cfg.rank_by)
         os.makedirs(self.checkpoints.folder, exist_ok=True)
         self.data = load_data(cfg, os.path.join(exp_dir, "tokens.txt"), self.dist.is_main,
                               os.path.join(exp_dir, "audio_cache") if cfg.audio_cache else None)

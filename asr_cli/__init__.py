@@ -76,6 +76,8 @@ def _average_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoints", nargs="*", help="checkpoint files to average")
     p.add_argument("--exp-dir", help="average the best --best checkpoints of this training run instead")
     p.add_argument("--best", type=int, default=5, help="how many of the best checkpoints (with --exp-dir)")
+    p.add_argument("--rank-by", choices=("cer", "acc"), default="cer",
+                   help="best by validation CER or by token accuracy (default %(default)s)")
     p.add_argument("--out", required=True, help="model file to write")
 
 
@@ -85,7 +87,7 @@ def _average(args) -> int:
     if bool(args.checkpoints) == bool(args.exp_dir):
         raise ASRError("give either checkpoint files or --exp-dir")
     if args.exp_dir:
-        args.checkpoints = ranked_checkpoints(args.exp_dir)[: args.best]
+        args.checkpoints = ranked_checkpoints(args.exp_dir, args.rank_by)[: args.best]
     if os.path.abspath(args.out) in {os.path.abspath(c) for c in args.checkpoints}:
         raise ASRError("--out must not be one of the checkpoints being averaged")
     average_checkpoints(args.checkpoints, args.out)

@@ -104,3 +104,16 @@ def test_model_files_with_the_old_ctc_weight_name_still_load(tmp_path):
     state["config"]["ctc_weight"] = 0.7
     atomic_save(state, str(tmp_path / "old.pt"))
     assert load_model_file(str(tmp_path / "old.pt")).model.cfg.ctc_loss_weight == 0.7
+
+
+def test_ranking_by_accuracy_ignores_a_meaningless_early_cer(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    # early in a long training greedy CER is over 100 % and noisy; token accuracy still climbs
+    rows = [(1, 1.80, 0.30, 80.0), (2, 1.90, 0.35, 75.0), (3, 1.60, 0.33, 76.0), (4, 1.85, 0.40, 70.0)]
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        for epoch, cer, acc, loss in rows:
+            f.write(json.dumps(dict(epoch=epoch, valid_cer=cer, valid_acc=acc, valid_loss=loss)) + "\n")
+            (tmp_path / "checkpoints" / f"epoch{epoch}.pt").write_bytes(b"")
+    by = lambda rank_by: [os.path.basename(p) for p in ranked_checkpoints(str(tmp_path), rank_by)]  # noqa: E731
+    assert by("cer") == ["epoch3.pt", "epoch1.pt", "epoch4.pt", "epoch2.pt"]
+    assert by("acc") == ["epoch4.pt", "epoch2.pt", "epoch3.pt", "epoch1.pt"]
