@@ -79,10 +79,12 @@ def _average_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rank-by", choices=("cer", "acc"), default="cer",
                    help="best by validation CER or by token accuracy (default %(default)s)")
     p.add_argument("--out", required=True, help="model file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
 def _average(args) -> int:
     from asr.checkpoint import average_checkpoints, ranked_checkpoints
+    from asr.fileio import refuse_overwrite
 
     if bool(args.checkpoints) == bool(args.exp_dir):
         raise ASRError("give either checkpoint files or --exp-dir")
@@ -90,6 +92,7 @@ def _average(args) -> int:
         args.checkpoints = ranked_checkpoints(args.exp_dir, args.rank_by)[: args.best]
     if os.path.abspath(args.out) in {os.path.abspath(c) for c in args.checkpoints}:
         raise ASRError("--out must not be one of the checkpoints being averaged")
+    refuse_overwrite(args.out, args.overwrite)  # e.g. checkpoints/last.pt, which a resume needs
     average_checkpoints(args.checkpoints, args.out)
     print(args.out)
     return 0

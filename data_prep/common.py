@@ -11,8 +11,7 @@ import tarfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np

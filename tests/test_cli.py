@@ -108,3 +108,17 @@ def test_decoding_flags_come_from_the_dataclass_and_only_given_ones_count():
     assert given_values(args, DecodingOptions) == {"beam_size": 4, "window_back": None, "length_bonus": 0.5}
     with pytest.raises(SystemExit):
         parser.parse_args(["--beam-size", "four"])
+
+
+def test_average_never_replaces_an_existing_file_unasked(overfit_model, tmp_path, capsys):
+    import os
+
+    model_path, _ = overfit_model
+    exp_dir = os.path.dirname(model_path)
+    last = os.path.join(exp_dir, "checkpoints", "last.pt")
+    before = open(last, "rb").read()
+    assert main(["average", "--exp-dir", exp_dir, "--best", "1", "--out", last]) == 1
+    assert "exists: pass --overwrite" in capsys.readouterr().err and open(last, "rb").read() == before
+    out = str(tmp_path / "avg.pt")
+    assert main(["average", "--exp-dir", exp_dir, "--best", "1", "--out", out]) == 0 and os.path.exists(out)
+    assert main(["average", "--exp-dir", exp_dir, "--best", "1", "--out", out, "--overwrite"]) == 0

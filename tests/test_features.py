@@ -1,12 +1,10 @@
-import json
-
 import librosa
 import numpy as np
 import pytest
 import torch
 
 from asr.audio import load_audio
-from asr.features import FeatureConfig, GlobalCMVN, LogMel, SpecAugment, SpecAugmentConfig, log_mel
+from asr.features import FeatureConfig, LogMel, SpecAugment, SpecAugmentConfig, log_mel
 
 JFK = "clips/en/whisper_jfk.flac"  # 11 s, 44.1 kHz stereo
 DIGIT = "fsdd/recordings/3_jackson_7.wav"  # 8 kHz
