@@ -55,6 +55,8 @@ class ModelConfig:
 PRESETS: Dict[str, dict] = {
     "tiny": dict(d_model=64, n_heads=2, d_ff=128, encoder_layers=2, decoder_layers=1, conv_channels=8),
     "small": dict(d_model=144, n_heads=4, d_ff=576, encoder_layers=6, decoder_layers=3, conv_channels=32),
+    # twice small's parameters: for a CPU budget longer than small can use (see BENCHMARKS.md)
+    "medium": dict(d_model=192, n_heads=4, d_ff=768, encoder_layers=8, decoder_layers=3, conv_channels=64),
     "espnet6x3": dict(d_model=256, n_heads=4, d_ff=2048, encoder_layers=6, decoder_layers=3, conv_channels=256),
     "base": dict(d_model=256, n_heads=4, d_ff=2048, encoder_layers=12, decoder_layers=6, conv_channels=256),
 }

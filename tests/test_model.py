@@ -116,3 +116,11 @@ def test_config_round_trip_and_unknown_option():
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown model options: colour"):
         ModelConfig.from_dict({**cfg.to_dict(), "colour": 1})
+
+
+def test_presets_grow_in_the_order_they_are_listed():
+    sizes = {name: sum(p.numel() for p in ASRModel(ModelConfig(vocab_size=30, **preset)).parameters())
+             for name, preset in PRESETS.items()}
+    assert list(sizes) == ["tiny", "small", "medium", "espnet6x3", "base"]
+    assert list(sizes.values()) == sorted(sizes.values())
+    assert 2.0 < sizes["medium"] / sizes["small"] < 2.5  # between small and espnet6x3, about twice small
