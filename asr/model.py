@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .alignment import ctc_forced_align, diagonal_frames, guided_attention_penalty
 from .features import FeatureConfig, GlobalCMVN, LogMel, SpecAugment, SpecAugmentConfig, utterance_mean_normalize
 from .text import BLANK, IGNORE_ID, SOS_EOS, SPECIAL_TOKENS
 
@@ -29,10 +30,31 @@ class ModelConfig:
     label_smoothing: float = 0.1
     utterance_cmn: bool = False  # also subtract each utterance's own mean (channel normalisation)
     max_positions: int = 5000
+    # Guided attention (training only): a penalty on cross-attention mass far from the expected
+    # alignment path, per decoder query in [0, 1], added to the loss
+    guided_attention_weight: float = 0.0  # weight of the penalty; 0 = off (the loss as without it)
+    guided_attention_sigma: float = 3.0  # width of the path in encoder frames
+    guided_attention_path: str = "ctc"  # "ctc": the CTC head's best alignment of the reference; "diagonal"
+    guided_attention_decay_steps: int = 0  # the weight halves every this many optimiser steps; 0 = constant
     features: FeatureConfig = field(default_factory=FeatureConfig)
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
 
     RENAMED: ClassVar[Dict[str, str]] = {"ctc_weight": "ctc_loss_weight"}  # old name -> new, still read
+    GUIDED_PATHS: ClassVar[Tuple[str, ...]] = ("ctc", "diagonal")
+
+    def __post_init__(self):
+        if self.guided_attention_weight < 0:
+            raise ValueError(f"guided_attention_weight must be >= 0, got {self.guided_attention_weight}")
+        if self.guided_attention_sigma <= 0:
+            raise ValueError(f"guided_attention_sigma must be > 0 (encoder frames), got {self.guided_attention_sigma}")
+        if self.guided_attention_path not in self.GUIDED_PATHS:
+            raise ValueError(f"guided_attention_path must be one of {', '.join(self.GUIDED_PATHS)}, "
+                             f"got {self.guided_attention_path!r}")
+        if self.guided_attention_decay_steps < 0:
+            raise ValueError(f"guided_attention_decay_steps must be >= 0, got {self.guided_attention_decay_steps}")
+        if self.guided_attention_weight > 0 and self.guided_attention_path == "ctc" and self.ctc_loss_weight == 0:
+            raise ValueError("guided_attention_path 'ctc' needs ctc_loss_weight > 0: "
+                             "with 0 the CTC head is never trained, so its alignment means nothing")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,7 +161,7 @@ class MultiHeadAttention(nn.Module):
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
             weights = scores.softmax(dim=-1)
-            out = weights @ v
+            out = F.dropout(weights, self.dropout, self.training) @ v  # as the fused path drops them
         else:
             weights = None
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
@@ -343,21 +365,57 @@ class ASRModel(nn.Module):
         targets[torch.arange(b), lengths] = self.sos_eos
         return inputs, targets
 
+    def expected_frames(self, log_probs: Tensor, memory_lengths: Tensor, tokens: Tensor,
+                        token_lengths: Tensor) -> Tensor:
+        """The encoder frame each decoder query should attend to [B, L + 1]. Query i predicts token i,
+        so it expects that token's frame: on the CTC head's best path for the reference (speaking rate
+        varies within an utterance), or on the diagonal where asked or where no CTC path fits. The query
+        predicting EOS expects the last frame."""
+        frames = diagonal_frames(token_lengths, memory_lengths, tokens.shape[1])
+        if self.cfg.guided_attention_path == "ctc":
+            aligned, feasible = ctc_forced_align(log_probs, memory_lengths, tokens, token_lengths, self.blank)
+            frames = torch.where(feasible[:, None], aligned.to(frames.dtype), frames)
+        last = (memory_lengths - 1).to(frames.dtype)[:, None]
+        return torch.cat([frames, last], dim=1).scatter(1, token_lengths[:, None], last)
+
+    def guided_attention_loss(self, cross_weights: List[Tensor], log_probs: Tensor, memory_lengths: Tensor,
+                              tokens: Tensor, token_lengths: Tensor) -> Tensor:
+        """The penalty on every decoder layer's head-averaged cross-attention, averaged over layers; the
+        penalty is linear in the weights, so that is the penalty of their mean over layers and heads."""
+        weights = torch.stack(cross_weights).mean(dim=(0, 2))  # [layers, B, H, Q, T] -> [B, Q, T]
+        expected = self.expected_frames(log_probs, memory_lengths, tokens, token_lengths)
+        return guided_attention_penalty(weights, expected, token_lengths + 1, memory_lengths,
+                                        self.cfg.guided_attention_sigma)
+
+    def guided_attention_scale(self, step: int) -> float:
+        """The penalty's weight after `step` optimiser steps: constant, or halving every decay_steps."""
+        decay = self.cfg.guided_attention_decay_steps
+        return self.cfg.guided_attention_weight * (0.5 ** (step / decay) if decay else 1.0)
+
     def forward(self, waveforms: Tensor, lengths: Tensor, tokens: Tensor,
-                generator: Optional[torch.Generator] = None) -> Dict[str, Tensor]:
+                generator: Optional[torch.Generator] = None, step: int = 0) -> Dict[str, Tensor]:
         """Joint loss (1 - λ)·attention CE + λ·CTC, both summed per utterance and averaged over the
-        batch as in ESPnet, with token-accuracy counts for logging."""
+        batch as in ESPnet, with token-accuracy counts for logging. In training with a guided attention
+        weight, plus that weight (decayed to optimiser step `step`) × the guided attention penalty,
+        reported as guided_loss; evaluation losses leave it out, so they compare across runs."""
         memory, memory_lengths = self.encode(waveforms, lengths, generator)
         inputs, targets = self.decoder_io(tokens)
-        logits, _ = self.decoder(inputs, memory, memory_lengths)
+        guided = self.training and self.cfg.guided_attention_weight > 0
+        logits, cross_weights = self.decoder(inputs, memory, memory_lengths, need_weights=guided)
         b = tokens.shape[0]
         att_loss = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE_ID, reduction="sum",
                                    label_smoothing=self.cfg.label_smoothing) / b
         token_lengths = (tokens != IGNORE_ID).sum(dim=1)
-        ctc_loss = F.ctc_loss(self.ctc_log_probs(memory).transpose(0, 1), tokens.clamp(min=0), memory_lengths,
+        log_probs = self.ctc_log_probs(memory)
+        ctc_loss = F.ctc_loss(log_probs.transpose(0, 1), tokens.clamp(min=0), memory_lengths,
                               token_lengths, blank=self.blank, reduction="sum", zero_infinity=True) / b
         valid = targets != IGNORE_ID
         correct = ((logits.argmax(-1) == targets) & valid).sum()
         lam = self.cfg.ctc_loss_weight
-        return dict(loss=(1 - lam) * att_loss + lam * ctc_loss, att_loss=att_loss.detach(),
-                    ctc_loss=ctc_loss.detach(), correct=correct.detach(), tokens=valid.sum())
+        out = dict(loss=(1 - lam) * att_loss + lam * ctc_loss, att_loss=att_loss.detach(),
+                   ctc_loss=ctc_loss.detach(), correct=correct.detach(), tokens=valid.sum())
+        if guided:
+            guided_loss = self.guided_attention_loss(cross_weights, log_probs, memory_lengths, tokens, token_lengths)
+            out["loss"] = out["loss"] + self.guided_attention_scale(step) * guided_loss
+            out["guided_loss"] = guided_loss.detach()
+        return out

@@ -126,13 +126,13 @@ class EpochTotals:
 
 
 def backward(model: torch.nn.Module, batch: Batch, device: torch.device, generator: torch.Generator,
-             scaler: torch.amp.GradScaler, amp: str, weight: float, sync: bool) -> float:
+             scaler: torch.amp.GradScaler, amp: str, weight: float, sync: bool, step: int) -> float:
     """Accumulates the gradients of `weight` × the batch's loss (synchronising DDP ranks only when
-    `sync`); returns the loss."""
+    `sync`); returns the loss. `step` (optimiser steps so far) sets loss terms that decay."""
     no_sync = not sync and isinstance(model, DistributedDataParallel)
     waves, lengths = batch.waveforms.to(device), batch.waveform_lengths.to(device)
     with model.no_sync() if no_sync else contextlib.nullcontext(), autocast(amp, device):
-        out = model(waves, lengths, batch.tokens.to(device), generator=generator)
+        out = model(waves, lengths, batch.tokens.to(device), generator=generator, step=step)
         scaler.scale(out["loss"] * weight).backward()
     return out["loss"].item()
 
@@ -241,7 +241,8 @@ class Trainer:
         for i, batch in enumerate(bar):
             boundary = (i + 1) % self.cfg.accum_grad == 0
             weight = self.dist.share_of_global_batch(len(batch.ids)) / self.cfg.accum_grad
-            loss = backward(model, batch, self.device, self.generator, scaler, self.cfg.amp, weight, sync=boundary)
+            loss = backward(model, batch, self.device, self.generator, scaler, self.cfg.amp, weight, sync=boundary,
+                            step=self.step)
             if boundary:
                 if not apply_gradients(self.model, self.optimizer, self.scheduler, scaler, self.cfg.grad_clip):
                     log.warning("step %d: non-finite gradient norm, update skipped", self.step)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from asr.audio import load_audio
+from asr.features import SpecAugmentConfig
 from asr.model import IGNORE_ID, PRESETS, ASRModel, ConvSubsampler, ModelConfig
 
 V = 12
@@ -124,3 +125,95 @@ def test_presets_grow_in_the_order_they_are_listed():
     assert list(sizes) == ["tiny", "small", "medium", "espnet6x3", "base"]
     assert list(sizes.values()) == sorted(sizes.values())
     assert 2.0 < sizes["medium"] / sizes["small"] < 2.5  # between small and espnet6x3, about twice small
+
+
+GUIDED_NAMES = ["1_george_5.wav", "2_jackson_6.wav", "8_nicolas_7.wav"]
+GUIDED_TOKENS = torch.tensor([[5, 6, 7], [8, 9, IGNORE_ID], [10, 11, 4]])
+
+
+def deterministic_training_model(**overrides) -> ASRModel:
+    """Training mode with no dropout and no SpecAugment: the same batch gives the same loss."""
+    no_masks = SpecAugmentConfig(freq_masks=0, time_masks=0)
+    return tiny_model(dropout=0.0, specaugment=no_masks, **overrides).train()
+
+
+def test_guided_attention_off_leaves_loss_and_gradients_bit_identical(shared_data):
+    waves, lengths = fsdd_batch(shared_data, GUIDED_NAMES)
+    off = dict(guided_attention_weight=0.0, guided_attention_sigma=5.0, guided_attention_path="diagonal",
+               guided_attention_decay_steps=10)
+    outs, grads = [], []
+    for options in ({}, off):
+        model = tiny_model(**options).train()  # with dropout and SpecAugment: the same random draws
+        torch.manual_seed(1)
+        out = model(waves, lengths, GUIDED_TOKENS, generator=torch.Generator().manual_seed(0), step=7)
+        out["loss"].backward()
+        outs.append(out)
+        grads.append([p.grad for p in model.parameters()])
+    assert set(outs[1]) == {"loss", "att_loss", "ctc_loss", "correct", "tokens"}
+    assert torch.equal(outs[0]["loss"], outs[1]["loss"])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
+def test_guided_attention_adds_its_decaying_weighted_penalty_in_training_only(shared_data):
+    waves, lengths = fsdd_batch(shared_data, GUIDED_NAMES)
+    base = deterministic_training_model()
+    guided = deterministic_training_model(guided_attention_weight=2.0, guided_attention_decay_steps=100)
+    plain = base(waves, lengths, GUIDED_TOKENS)
+    at_start = guided(waves, lengths, GUIDED_TOKENS, step=0)
+    halved = guided(waves, lengths, GUIDED_TOKENS, step=100)
+    penalty = at_start["guided_loss"]
+    assert 0 < penalty.item() < 1 and not penalty.requires_grad
+    torch.testing.assert_close(at_start["loss"], plain["loss"] + 2.0 * penalty)
+    torch.testing.assert_close(halved["loss"], plain["loss"] + 1.0 * penalty)
+    with torch.no_grad():
+        evaluated = guided.eval()(waves, lengths, GUIDED_TOKENS)
+        assert torch.equal(evaluated["loss"], base.eval()(waves, lengths, GUIDED_TOKENS)["loss"])
+    assert "guided_loss" not in evaluated
+
+
+def peaked_log_probs(frames, length: int) -> torch.Tensor:
+    """[T, V] CTC log-probabilities peaked on each frame's label, padded to `length` frames."""
+    labels = torch.tensor(frames + [0] * (length - len(frames)))
+    return (10.0 * torch.nn.functional.one_hot(labels, V)).log_softmax(-1)
+
+
+def test_expected_frames_follow_the_ctc_path_or_the_diagonal_and_end_on_the_last_frame():
+    blank = 0
+    log_probs = torch.stack([peaked_log_probs([blank, 3, blank, 4, 4, blank], 6),
+                             peaked_log_probs([5, 5, 6], 6)])  # 3 frames cannot hold 5 _ 5 6
+    lengths = torch.tensor([6, 3])
+    tokens = torch.tensor([[3, 4, IGNORE_ID], [5, 5, 6]])
+    token_lengths = torch.tensor([2, 3])
+    ctc = tiny_model(guided_attention_weight=1.0).expected_frames(log_probs, lengths, tokens, token_lengths)
+    assert ctc[0, :3].tolist() == [1.0, 3.0, 5.0]  # tokens where CTC puts them, EOS on the last frame
+    assert ctc[1].tolist() == [0.0, 1.0, 2.0, 2.0]  # no CTC path fits: the diagonal
+    diagonal = tiny_model(guided_attention_weight=1.0, guided_attention_path="diagonal")
+    assert diagonal.expected_frames(log_probs, lengths, tokens, token_lengths)[0, :3].tolist() == [1.0, 4.0, 5.0]
+
+
+def test_training_with_guided_attention_lowers_the_penalty(shared_data):
+    """On the diagonal, a target that stays put (an untrained CTC head's path moves as it learns):
+    0.47 -> 0.17 in 15 steps, where training without the penalty leaves it at 0.44."""
+    model = deterministic_training_model(guided_attention_weight=20.0, guided_attention_path="diagonal")
+    waves, lengths = fsdd_batch(shared_data, GUIDED_NAMES)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    penalties = []
+    for _ in range(15):
+        out = model(waves, lengths, GUIDED_TOKENS)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        penalties.append(out["guided_loss"].item())
+    assert penalties[-1] < 0.5 * penalties[0]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("guided_attention_weight", -1.0, "guided_attention_weight must be >= 0"),
+    ("guided_attention_sigma", 0.0, "guided_attention_sigma must be > 0"),
+    ("guided_attention_path", "straight", "guided_attention_path must be one of ctc, diagonal"),
+    ("guided_attention_decay_steps", -5, "guided_attention_decay_steps must be >= 0"),
+    ("ctc_loss_weight", 0.0, "needs ctc_loss_weight > 0"),
+])
+def test_guided_attention_options_are_checked(option, value, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(vocab_size=V, **{"guided_attention_weight": 1.0, option: value})

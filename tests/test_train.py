@@ -12,8 +12,9 @@ from asr.audio import audio_duration
 from asr.checkpoint import load_model_file
 from asr_cli import main as cli_main
 from asr.config import TrainConfig
+from asr.data import Batch
 from asr.segments import Segment, write_manifest
-from asr.train import train
+from asr.train import backward, train
 from data_prep.fsdd import DIGITS
 
 
@@ -157,6 +158,23 @@ def test_a_time_budget_stops_between_epochs_and_still_writes_the_model(fsdd_mani
     path = train(tiny_config(epochs=5, max_minutes=1e-4), *fsdd_manifests, str(tmp_path))
     assert os.path.exists(path)
     assert len(open(tmp_path / "metrics.jsonl").readlines()) == 1  # the first epoch always runs
+
+
+def test_the_training_step_reaches_the_model_for_decaying_loss_terms():
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, waveforms, lengths, tokens, generator=None, step=0):
+            self.step = step
+            return dict(loss=2 * self.w)
+
+    model = Recorder()
+    batch = Batch(torch.zeros(1, 4), torch.tensor([4]), torch.tensor([[3]]), torch.tensor([1]), ["a"])
+    loss = backward(model, batch, torch.device("cpu"), torch.Generator(), torch.amp.GradScaler("cuda", enabled=False),
+                    "none", 1.0, sync=True, step=42)
+    assert model.step == 42 and loss == 2.0 and model.w.grad.item() == 2.0
 
 
 def test_weight_decay_can_spare_biases_norms_and_embeddings():

@@ -1,0 +1,126 @@
+import itertools
+import math
+
+import pytest
+import torch
+
+from asr.alignment import ctc_forced_align, diagonal_frames, guided_attention_penalty
+from asr.model import IGNORE_ID
+
+BLANK = 0
+
+
+def log_probs_from(frames, vocab: int, peak: float = 0.9):
+    """[T, V] log-probabilities: each frame puts `peak` on its label (or splits it over a dict's labels)
+    and spreads the rest evenly."""
+    probs = torch.full((len(frames), vocab), 0.0)
+    for t, label in enumerate(frames):
+        share = label if isinstance(label, dict) else {label: peak}
+        for k, p in share.items():
+            probs[t, k] = p
+        rest = [k for k in range(vocab) if k not in share]
+        probs[t, rest] = (1 - sum(share.values())) / len(rest)
+    return probs.log()
+
+
+def pad_batch(items, t_max: int, vocab: int):
+    """(log_probs [B, T, V], lengths); padding frames strongly favour token 2, which must not matter."""
+    filler = log_probs_from([2] * t_max, vocab, peak=0.99)
+    log_probs = torch.stack([torch.cat([lp, filler[len(lp):]]) for lp in items])
+    return log_probs, torch.tensor([len(lp) for lp in items])
+
+
+def pad_tokens(sequences):
+    n = max(len(s) for s in sequences)
+    tokens = torch.tensor([s + [IGNORE_ID] * (n - len(s)) for s in sequences])
+    return tokens, torch.tensor([len(s) for s in sequences])
+
+
+def brute_force_first_frames(log_probs, tokens):
+    """The best-scoring frame labelling that CTC collapses to `tokens`, by enumerating every one."""
+    best, best_frames = -math.inf, None
+    for labels in itertools.product(range(log_probs.shape[1]), repeat=log_probs.shape[0]):
+        starts = [t for t, k in enumerate(labels) if k != BLANK and (t == 0 or k != labels[t - 1])]
+        if [labels[t] for t in starts] != tokens:
+            continue
+        score = sum(log_probs[t, k].item() for t, k in enumerate(labels))
+        if score > best:
+            best, best_frames = score, starts
+    return best_frames
+
+
+def test_viterbi_finds_the_known_best_path_in_a_padded_batch():
+    v = 5
+    items = [
+        # argmax 3 3 3 4 collapses to "3 4": the repeat forces a blank, best at frame 1
+        log_probs_from([3, {3: 0.6, BLANK: 0.3}, 3, 4, BLANK, BLANK, BLANK, BLANK], v),
+        log_probs_from([BLANK, BLANK, 2, 2, BLANK], v),  # one token held for two frames
+        log_probs_from([2, 4], v),  # different tokens need no blank between them
+        log_probs_from([BLANK, 3, BLANK, BLANK, 3, 3, BLANK, 4], v),  # a repeat with its blank in place
+    ]
+    log_probs, lengths = pad_batch(items, 8, v)
+    tokens, token_lengths = pad_tokens([[3, 3, 4], [2], [2, 4], [3, 3, 4]])
+    frames, feasible = ctc_forced_align(log_probs, lengths, tokens, token_lengths, BLANK)
+    assert feasible.tolist() == [True, True, True, True]
+    assert frames.tolist() == [[0, 2, 3], [2, -1, -1], [0, 1, -1], [1, 4, 7]]
+
+
+def test_viterbi_agrees_with_enumerating_every_alignment():
+    torch.manual_seed(0)
+    v, t_max = 4, 6
+    references = [[1, 2], [3, 3], [2, 2, 2], [1, 3, 1], [2]]
+    items = [torch.randn(t, v).log_softmax(-1) for t in (6, 5, 6, 4, 3)]
+    log_probs, lengths = pad_batch(items, t_max, v)
+    tokens, token_lengths = pad_tokens(references)
+    frames, feasible = ctc_forced_align(log_probs, lengths, tokens, token_lengths, BLANK)
+    assert feasible.all()
+    for item, ref, got in zip(items, references, frames.tolist()):
+        assert got[: len(ref)] == brute_force_first_frames(item, ref)
+
+
+def test_an_utterance_too_short_for_its_tokens_is_flagged():
+    v = 5
+    items = [log_probs_from([3, 3, 4], v), log_probs_from([3, BLANK, 3, 4], v), log_probs_from([1], v)]
+    log_probs, lengths = pad_batch(items, 4, v)
+    tokens, token_lengths = pad_tokens([[3, 3, 4], [3, 3, 4], [1, 2]])  # 3 frames cannot hold 3 _ 3 4
+    frames, feasible = ctc_forced_align(log_probs, lengths, tokens, token_lengths, BLANK)
+    assert feasible.tolist() == [False, True, False]
+    assert frames.tolist() == [[-1, -1, -1], [0, 2, 3], [-1, -1, -1]]
+
+
+def test_diagonal_puts_each_token_at_the_centre_of_its_share():
+    frames = diagonal_frames(torch.tensor([2, 4]), torch.tensor([10, 8]), 4)
+    torch.testing.assert_close(frames[0, :2], torch.tensor([2.0, 7.0]))
+    torch.testing.assert_close(frames[1], torch.tensor([0.5, 2.5, 4.5, 6.5]))
+
+
+def one_hot_attention(frames, t_max: int):
+    return torch.nn.functional.one_hot(torch.tensor(frames), t_max).float()
+
+
+def test_penalty_is_zero_on_the_path_and_grows_with_distance():
+    expected = torch.tensor([[1.0, 4.0, 7.0]])
+    lengths, frames = torch.tensor([3]), torch.tensor([12])
+    penalties = []
+    for shift in (0, 1, 2, 4):
+        weights = one_hot_attention([[1 + shift, 4 + shift, 7 + shift]], 12)
+        penalties.append(guided_attention_penalty(weights, expected, lengths, frames, sigma=2.0).item())
+    assert penalties[0] == 0.0
+    assert penalties == sorted(penalties) and len(set(penalties)) == 4
+    # each query is `shift` frames off: 1 - exp(-shift² / 2σ²) per query, averaged over the queries
+    assert penalties[2] == pytest.approx(1 - math.exp(-4 / 8))
+    wider = guided_attention_penalty(one_hot_attention([[3, 6, 9]], 12), expected, lengths, frames, sigma=4.0)
+    assert wider.item() < penalties[2]
+
+
+def test_penalty_ignores_padding_queries_and_frames_and_averages_utterances():
+    expected = torch.tensor([[0.0, 2.0, 4.0], [1.0, 3.0, 0.0]])
+    query_lengths, memory_lengths = torch.tensor([3, 2]), torch.tensor([6, 4])
+    weights = torch.zeros(2, 3, 6)
+    weights[0] = one_hot_attention([[0, 3, 4]], 6)[0]  # one query a frame off
+    weights[1, :2] = one_hot_attention([[1, 3]], 6)[0]  # on the path
+    clean = guided_attention_penalty(weights, expected, query_lengths, memory_lengths, sigma=1.0)
+    assert clean.item() == pytest.approx((1 - math.exp(-0.5)) / 3 / 2)
+    weights[1, 2] = 1.0  # a padding query attending everywhere
+    weights[1, :, 4:] = 1.0  # and every query attending to padding frames
+    assert torch.equal(guided_attention_penalty(weights, expected, query_lengths, memory_lengths, sigma=1.0), clean)
