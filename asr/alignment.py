@@ -1,5 +1,6 @@
-"""Where each reference token sits in time, and a penalty on cross-attention far from there: the
-guided attention loss. Batched tensor code that knows nothing of the model."""
+"""Where each reference token sits in time, a penalty on cross-attention far from there (the guided
+attention loss), and how closely each attention head follows it (to choose alignment heads). Batched
+tensor code that knows nothing of the model."""
 from typing import Tuple
 
 import torch
@@ -86,6 +87,13 @@ def diagonal_frames(token_lengths: Tensor, memory_lengths: Tensor, n_tokens: int
     return (torch.arange(n_tokens, device=share.device) + 0.5) * share - 0.5
 
 
+def query_frames(token_frames: Tensor, token_lengths: Tensor, memory_lengths: Tensor) -> Tensor:
+    """The frame each decoder query should attend to [B, L + 1], from each token's frame [B, L]: query i
+    predicts token i, so it expects that token's frame; the query predicting EOS expects the last frame."""
+    last = (memory_lengths - 1).to(token_frames.dtype)[:, None]
+    return torch.cat([token_frames, last], dim=1).scatter(1, token_lengths[:, None], last)
+
+
 def guided_attention_penalty(weights: Tensor, expected: Tensor, query_lengths: Tensor, memory_lengths: Tensor,
                              sigma: float) -> Tensor:
     """Attention mass away from the expected frame, each frame weighted by 1 − exp(−(t − e)² / 2σ²):
@@ -100,3 +108,27 @@ def guided_attention_penalty(weights: Tensor, expected: Tensor, query_lengths: T
              & (frames < memory_lengths[:, None])[:, None, :])
     per_utterance = (weights * cost).masked_fill(~valid, 0.0).sum(dim=(1, 2)) / query_lengths.clamp(min=1)
     return per_utterance.mean()
+
+
+def head_alignment_scores(weights: Tensor, expected: Tensor, query_lengths: Tensor, memory_lengths: Tensor,
+                          tolerance: float) -> Tensor:
+    """How closely each head's attention follows the expected path: the share of valid queries whose
+    attention peaks within `tolerance` encoder frames of their expected frame and not before the
+    previous query's peak (a head following the audio moves forward with the text).
+
+    weights [..., B, Q, T] (attention probabilities, e.g. [layers, heads, B, Q, T]); expected [B, Q]
+    (frames); query_lengths [B] (0 leaves an utterance out). Returns [...], each in [0, 1]."""
+    q_max, t_max = weights.shape[-2:]
+    padding = torch.arange(t_max, device=weights.device) >= memory_lengths[:, None, None]  # [B, 1, T]
+    peaks = weights.masked_fill(padding, -1.0).argmax(dim=-1)  # [..., B, Q]
+    near = (peaks - expected).abs() <= tolerance
+    forward = peaks >= F.pad(peaks[..., :-1], (1, 0))  # the first query has nothing before it
+    valid = torch.arange(q_max, device=weights.device) < query_lengths[:, None]  # [B, Q]
+    return (near & forward & valid).sum(dim=(-2, -1)) / valid.sum().clamp(min=1)
+
+
+def choose_alignment_heads(scores: Tensor, share_of_best: float) -> Tensor:
+    """The heads worth trusting, bool shaped as `scores`: those scoring at least `share_of_best` of the
+    best head's score. The best head always counts; when no head scores at all, every head does, which
+    is what decoding uses without a choice."""
+    return scores >= share_of_best * scores.max()

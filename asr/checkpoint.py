@@ -4,7 +4,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
 
@@ -43,13 +43,18 @@ def model_file(model: ASRModel, tokens: List[str], lang: str, info: Dict) -> dic
                 info=dict(info), state_dict=state)
 
 
+def model_from_file(ckpt: dict) -> ASRModel:
+    """The model a model file's contents describe, with its weights (on the CPU, in training mode)."""
+    model = ASRModel(ModelConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model
+
+
 def load_model_file(path: str, device: str = "cpu") -> LoadedModel:
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != MODEL_FORMAT:
         raise ASRError(f"{path}: not an asr model file (expected format {MODEL_FORMAT})")
-    model = ASRModel(ModelConfig.from_dict(ckpt["config"]))
-    model.load_state_dict(ckpt["state_dict"])
-    model.to(device).eval()
+    model = model_from_file(ckpt).to(device).eval()
     return LoadedModel(model, CharTokenizer.from_list(ckpt["tokens"]), ckpt["lang"], ckpt.get("info", {}))
 
 
@@ -68,8 +73,13 @@ def average_state_dicts(states: Iterable[Dict[str, torch.Tensor]]) -> Dict[str, 
 
 
 def average_checkpoints(paths: List[str], out_path: str) -> None:
-    """Writes a model file whose weights are the mean of `paths` (config, vocabulary and info from the
-    first), reading each file once and holding one at a time besides the running sums."""
+    """Writes a model file whose weights are the mean of `paths` (see averaged_model_file)."""
+    atomic_save(averaged_model_file(paths), out_path)
+
+
+def averaged_model_file(paths: List[str]) -> dict:
+    """A model file whose weights are the mean of `paths` (config, vocabulary and info from the first),
+    reading each file once and holding one at a time besides the running sums."""
     if not paths:
         raise ASRError("no checkpoints to average")
     first: Dict = {}
@@ -83,7 +93,7 @@ def average_checkpoints(paths: List[str], out_path: str) -> None:
 
     averaged = average_state_dicts(states())
     first["info"] = {**first.get("info", {}), "averaged": [os.path.basename(p) for p in paths]}
-    atomic_save({**first, "state_dict": averaged}, out_path)
+    return {**first, "state_dict": averaged}
 
 
 def read_metrics(exp_dir: str) -> Dict[int, Dict]:
@@ -140,9 +150,13 @@ class CheckpointManager:
         for path in ranked_checkpoints(self.exp_dir, self.rank_by)[self.keep_best:]:
             os.unlink(path)
 
-    def write_model(self) -> str:
-        """EXP_DIR/model.pt: the average of the best checkpoints (or the best one)."""
+    def write_model(self, finish: Optional[Callable[[Dict], None]] = None) -> str:
+        """EXP_DIR/model.pt: the average of the best checkpoints (or the best one), completed in place
+        by `finish` (training's choice of alignment heads) before it is written."""
         best = ranked_checkpoints(self.exp_dir, self.rank_by)[: max(1, self.average_best)]
-        average_checkpoints(best, self.model_path)
+        state = averaged_model_file(best)
+        if finish is not None:
+            finish(state)
+        atomic_save(state, self.model_path)
         log.info("wrote %s (average of %s)", self.model_path, ", ".join(os.path.basename(p) for p in best))
         return self.model_path

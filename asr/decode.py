@@ -123,8 +123,8 @@ class TokenRules:
 
 class DecoderStep:
     """One cached decoder step for N hypotheses: the window applied, log-probabilities, the tokens the
-    rules forbid, and the frame each hypothesis attends (argmax of cross-attention averaged over layers
-    and heads)."""
+    rules forbid, and the frame each hypothesis attends (argmax of cross-attention averaged over the
+    model's alignment heads: every head of every layer unless some were chosen)."""
 
     def __init__(self, model: ASRModel, memory: Tensor, memory_lengths: Tensor, options: DecodingOptions):
         self.decoder, self.memory_lengths, self.num_frames = model.decoder, memory_lengths, memory.shape[1]
@@ -137,10 +137,15 @@ class DecoderStep:
         self.cache = model.decoder.init_cache(memory, memory_lengths, self.max_steps)
         self.window = AttentionWindow(options.window_back, options.window_forward)
         self.rules = TokenRules(options, model.cfg.vocab_size, model.blank, model.sos_eos)
+        self.heads = model.alignment_heads.flatten().nonzero()[:, 0]  # indices, found once: no sync per step
+
+    def attention(self, weights: Tensor) -> Tensor:
+        """Cross-attention [N, layers, heads, T] -> its mean over the alignment heads [N, T]."""
+        return weights.flatten(1, 2).index_select(1, self.heads).mean(dim=1)
 
     def __call__(self, tokens: Tensor, last_frame: Tensor, step: int) -> Tuple[Tensor, Tensor, Tensor]:
         logits, weights = self.decoder.step(tokens, self.cache, self.window.mask(last_frame, self.num_frames))
-        frame = weights.mean(dim=(1, 2)).argmax(dim=-1)
+        frame = self.attention(weights).argmax(dim=-1)
         forbidden = self.rules.forbidden(step, frame, self.memory_lengths, self.max_tokens)
         return logits.float().log_softmax(dim=-1), forbidden, frame
 
@@ -307,8 +312,8 @@ def decode_memory(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
 @torch.inference_mode()
 def attention_map(model: ASRModel, memory: Tensor, memory_lengths: Tensor, tokens: List[int],
                   options: DecodingOptions = DecodingOptions()) -> Tensor:
-    """Cross-attention [len(tokens) + 1, T] (layers and heads averaged) of one utterance's decoder
-    fed `tokens` then EOS, under the options' attention window: the alignment the search saw."""
+    """Cross-attention [len(tokens) + 1, T] (averaged over the alignment heads) of one utterance's
+    decoder fed `tokens` then EOS, under the options' attention window: the alignment the search saw."""
     room = len(tokens) + 1  # a cache for every token, whatever the utterance's length
     step_once = DecoderStep(model, memory[:1], memory_lengths[:1],
                             replace(options, max_tokens=room, max_length_ratio=float(room)))
@@ -317,7 +322,7 @@ def attention_map(model: ASRModel, memory: Tensor, memory_lengths: Tensor, token
     rows = []
     for step, token in enumerate(inputs):
         _, weights = model.decoder.step(token[None], step_once.cache, step_once.window.mask(last_frame, memory.shape[1]))
-        rows.append(weights.mean(dim=(1, 2))[0])
+        rows.append(step_once.attention(weights)[0])
         last_frame = rows[-1].argmax()[None]
     return torch.stack(rows)
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .alignment import ctc_forced_align, diagonal_frames, guided_attention_penalty
+from .alignment import ctc_forced_align, diagonal_frames, guided_attention_penalty, query_frames
 from .features import FeatureConfig, GlobalCMVN, LogMel, SpecAugment, SpecAugmentConfig, utterance_mean_normalize
 from .text import BLANK, IGNORE_ID, SOS_EOS, SPECIAL_TOKENS
 
@@ -329,6 +329,14 @@ class ASRModel(nn.Module):
         self.decoder = Decoder(cfg)
         self.ctc = nn.Linear(cfg.d_model, cfg.vocab_size)
         self.blank, self.sos_eos = SPECIAL_TOKENS.index(BLANK), SPECIAL_TOKENS.index(SOS_EOS)
+        # the decoder cross-attention heads whose mean gives the attended frame when decoding (the
+        # attention window, the EOS rule, token times); chosen after training (asr/heads.py), all until then
+        self.register_buffer("alignment_heads", torch.ones(cfg.decoder_layers, cfg.n_heads, dtype=torch.bool))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Model files from before alignment heads were chosen hold none: every head, as they decoded."""
+        state_dict.setdefault(prefix + "alignment_heads", torch.ones_like(self.alignment_heads))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def seconds_per_frame(self) -> float:
@@ -375,8 +383,7 @@ class ASRModel(nn.Module):
         if self.cfg.guided_attention_path == "ctc":
             aligned, feasible = ctc_forced_align(log_probs, memory_lengths, tokens, token_lengths, self.blank)
             frames = torch.where(feasible[:, None], aligned.to(frames.dtype), frames)
-        last = (memory_lengths - 1).to(frames.dtype)[:, None]
-        return torch.cat([frames, last], dim=1).scatter(1, token_lengths[:, None], last)
+        return query_frames(frames, token_lengths, memory_lengths)
 
     def guided_attention_loss(self, cross_weights: List[Tensor], log_probs: Tensor, memory_lengths: Tensor,
                               tokens: Tensor, token_lengths: Tensor) -> Tensor:

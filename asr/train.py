@@ -16,10 +16,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .checkpoint import CheckpointManager, model_file
+from .checkpoint import CheckpointManager, model_file, model_from_file
 from .config import TrainConfig
 from .data import Batch, BucketBatchSampler, SpeechDataset, collate, feature_statistics, filter_segments
 from .errors import ASRError
+from .heads import describe_heads, find_alignment_heads
 from .model import ASRModel
 from .runtime import Distributed, autocast, process_group, rng_state, set_rng_state, stop_on_sigint
 from .segments import load_manifest
@@ -226,7 +227,7 @@ class Trainer:
                 self.epoch += 1
                 self._end_epoch(train_metrics, start)
         if self.dist.is_main:
-            self.checkpoints.write_model()
+            self.checkpoints.write_model(self.choose_alignment_heads)
         self.dist.barrier()
         return self.checkpoints.model_path
 
@@ -276,6 +277,15 @@ class Trainer:
         if self.dist.is_main:
             log.info("epoch %d: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"), self.epoch)
             self.checkpoints.add_epoch(self.epoch, metrics, self.state())
+
+    def choose_alignment_heads(self, state: Dict) -> None:
+        """Chooses the final (averaged) model's alignment heads on the first dev set, into its file."""
+        name, dataset = next(iter(self.data.valid.items()))
+        model = model_from_file(state).to(self.device)
+        found = find_alignment_heads(model, dataset, self.cfg.num_workers)
+        state["info"]["alignment_heads"] = dict(found, manifest=os.path.abspath(self.cfg.valid[0]))
+        state["state_dict"]["alignment_heads"] = model.alignment_heads.cpu()
+        log.info("%s: %s", name, describe_heads(found))
 
     def state(self) -> Dict:
         """A model file (with the recommended decoding options in its info) plus the training state."""

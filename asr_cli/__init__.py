@@ -98,6 +98,37 @@ def _average(args) -> int:
     return 0
 
 
+def _heads_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model file (EXP_DIR/model.pt)")
+    p.add_argument("--manifest", required=True, help="dev manifest (.jsonl) with reference texts")
+    p.add_argument("--out", help="model file to write, with the heads chosen and their scores in its info")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file, or without --out, --model")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (auto: cuda when available)")
+
+
+def _heads(args) -> int:
+    from asr.checkpoint import load_model_file, model_file
+    from asr.data import SpeechDataset
+    from asr.fileio import atomic_save, refuse_overwrite
+    from asr.heads import describe_heads, find_alignment_heads
+    from asr.inputs import manifest_segments
+
+    if not args.out and not args.overwrite:
+        raise ASRError("give --out FILE, or --overwrite to replace --model")
+    out = args.out or args.model
+    refuse_overwrite(out, args.overwrite)
+    loaded = load_model_file(args.model, _device(args.device))
+    dataset = SpeechDataset(manifest_segments(args.manifest), loaded.tokenizer, loaded.lang)
+    found = find_alignment_heads(loaded.model, dataset)
+    if not found["utterances"]:
+        raise ASRError(f"{args.manifest}: no utterance has a reference text that the model's CTC head can align")
+    print(describe_heads(found), file=sys.stderr)
+    info = {**loaded.info, "alignment_heads": dict(found, manifest=os.path.abspath(args.manifest))}
+    atomic_save(model_file(loaded.model, loaded.tokenizer.tokens, loaded.lang, info), out)
+    print(out)
+    return 0
+
+
 def _prep_args(p: argparse.ArgumentParser) -> None:
     from data_prep import CORPORA
 
@@ -261,6 +292,8 @@ def _read_texts(path: str, with_ids: bool) -> dict:
 COMMANDS = {
     "train": (_train_args, _train, "train a model from manifests"),
     "average": (_average_args, _average, "average checkpoints into one model file"),
+    "heads": (_heads_args, _heads, "choose a model's alignment heads (the cross-attention heads that follow "
+                                   "the audio) on dev data"),
     "prep": (_prep_args, _prep, "write train/dev/test manifests for a corpus, downloading it if needed"),
     "transcribe": (_transcribe_args, _transcribe, "transcribe audio files, folders or manifests"),
     "evaluate": (_evaluate_args, _evaluate, "decode a test manifest and score CER/WER"),

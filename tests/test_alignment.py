@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from asr.alignment import ctc_forced_align, diagonal_frames, guided_attention_penalty
+from asr.alignment import (choose_alignment_heads, ctc_forced_align, diagonal_frames, guided_attention_penalty,
+                           head_alignment_scores, query_frames)
 from asr.model import IGNORE_ID
 
 BLANK = 0
@@ -124,3 +125,54 @@ def test_penalty_ignores_padding_queries_and_frames_and_averages_utterances():
     weights[1, 2] = 1.0  # a padding query attending everywhere
     weights[1, :, 4:] = 1.0  # and every query attending to padding frames
     assert torch.equal(guided_attention_penalty(weights, expected, query_lengths, memory_lengths, sigma=1.0), clean)
+
+
+def test_query_frames_add_the_eos_query_on_the_last_frame():
+    frames = query_frames(torch.tensor([[1, 4, 7], [2, 5, -1]]), torch.tensor([3, 2]), torch.tensor([12, 9]))
+    assert frames.tolist() == [[1, 4, 7, 11], [2, 5, 8, 8]]  # past the EOS query: padding
+
+
+def peaked(peaks, t_max: int, lengths):
+    """Attention [B, Q, T] putting 0.6 on each query's peak and the rest evenly on the utterance's frames."""
+    weights = torch.zeros(len(peaks), len(peaks[0]), t_max)
+    for b, (row, n) in enumerate(zip(peaks, lengths)):
+        for q, peak in enumerate(row):
+            weights[b, q, :n] = 0.4 / n
+            weights[b, q, peak] += 0.6
+    return weights
+
+
+def test_alignment_heads_chosen_on_a_constructed_case_are_the_diagonal_ones():
+    memory_lengths, token_lengths = torch.tensor([12, 9]), torch.tensor([3, 2])
+    expected = query_frames(torch.tensor([[1, 4, 7], [2, 5, -1]]), token_lengths, memory_lengths)
+    query_lengths = token_lengths + 1  # 7 queries: [1, 4, 7, 11] and [2, 5, 8]; the last of the second is padding
+    uniform = torch.zeros(2, 4, 12)
+    uniform[0], uniform[1, :, :9] = 1 / 12, 1 / 9  # ties: the peak is frame 0
+    heads = {
+        "uniform": uniform,
+        "diagonal": peaked([[1, 4, 7, 11], [2, 5, 8, 0]], 12, [12, 9]),
+        "anti-diagonal": peaked([[10, 7, 4, 0], [6, 3, 0, 0]], 12, [12, 9]),
+        "stuck at the end": peaked([[11] * 4, [8] * 4], 12, [12, 9]),
+        "lagging": peaked([[5, 8, 11, 11], [6, 8, 8, 8]], 12, [12, 9]),
+        "diagonal, jittering": peaked([[2, 3, 8, 10], [0, 6, 7, 3]], 12, [12, 9]),
+    }
+    weights = torch.stack(list(heads.values())).view(2, 3, 2, 4, 12)  # [layers, heads, B, Q, T]
+    weights[0, 1, 1, :, 9:] = 5.0  # padding frames never peak
+    scores = head_alignment_scores(weights, expected, query_lengths, memory_lengths, tolerance=2)
+    # uniform: the first query of each utterance; stuck and lagging: the EOS queries; the jittering
+    # diagonal stays within 2 frames of the path
+    torch.testing.assert_close(scores, torch.tensor([[2 / 7, 1.0, 0.0], [2 / 7, 2 / 7, 1.0]]))
+    assert choose_alignment_heads(scores, share_of_best=0.9).tolist() == [[False, True, False], [False, False, True]]
+
+
+def test_a_head_moving_back_loses_the_query_and_excluded_utterances_count_for_nothing():
+    expected = torch.tensor([[2.0, 3.0, 4.0], [0.0, 1.0, 2.0]])
+    weights = torch.stack([peaked([[2, 4, 3], [5, 5, 5]], 6, [6, 6]), peaked([[2, 3, 4], [5, 5, 5]], 6, [6, 6])])
+    scores = head_alignment_scores(weights, expected, torch.tensor([3, 0]), torch.tensor([6, 6]), tolerance=1)
+    torch.testing.assert_close(scores, torch.tensor([2 / 3, 1.0]))  # 3 -> 4 -> 3 is near the path, but back
+
+
+def test_choice_keeps_the_heads_near_the_best_and_every_head_when_none_aligns():
+    assert choose_alignment_heads(torch.tensor([[0.5, 0.46], [0.44, 0.1]]), 0.9).tolist() == [[True, True],
+                                                                                              [False, False]]
+    assert choose_alignment_heads(torch.zeros(2, 3), 0.9).all()

@@ -117,3 +117,22 @@ def test_ranking_by_accuracy_ignores_a_meaningless_early_cer(tmp_path):
     by = lambda rank_by: [os.path.basename(p) for p in ranked_checkpoints(str(tmp_path), rank_by)]  # noqa: E731
     assert by("cer") == ["epoch3.pt", "epoch1.pt", "epoch4.pt", "epoch2.pt"]
     assert by("acc") == ["epoch4.pt", "epoch2.pt", "epoch3.pt", "epoch1.pt"]
+
+
+def test_model_files_from_before_alignment_heads_load_with_every_head_and_decode_as_before(tmp_path):
+    from asr.decode import DecodingOptions, decode
+
+    model = tiny_model().eval()
+    old = model_file(model, TOKENS, "en", {})
+    del old["state_dict"]["alignment_heads"]
+    atomic_save(old, str(tmp_path / "old.pt"))
+    loaded = load_model_file(str(tmp_path / "old.pt")).model
+    assert loaded.alignment_heads.dtype == torch.bool and loaded.alignment_heads.all()
+    torch.manual_seed(1)
+    waves, lengths = torch.randn(2, 16000) * 0.1, torch.tensor([16000, 11000])
+    options = DecodingOptions(beam_size=3, window_back=2, window_forward=6, eos_near_end=4)
+    assert [(r.tokens, r.score, r.frames) for r in decode(loaded, waves, lengths, options)] == \
+        [(r.tokens, r.score, r.frames) for r in decode(model, waves, lengths, options)]
+    model.alignment_heads[0, 0] = False  # a choice travels in the file
+    atomic_save(model_file(model, TOKENS, "en", {}), str(tmp_path / "new.pt"))
+    assert load_model_file(str(tmp_path / "new.pt")).model.alignment_heads.tolist() == [[False, True]]

@@ -76,6 +76,8 @@ def test_score_by_line_and_by_id(tmp_path, capsys):
     (["transcribe", "--model", "{model}", "--beam-size", "0", "{manifest}"], "bad decoding option"),
     (["transcribe", "--model", "{model}", "{tmp}"], "no audio files"),
     (["score", "{tmp}/nothing.txt", "{tmp}/nothing.txt"], "no such file"),
+    (["heads", "--model", "{model}", "--manifest", "missing.jsonl", "--out", "{tmp}/h.pt"], "missing.jsonl"),
+    (["heads", "--model", "{manifest}", "--manifest", "{manifest}", "--out", "{tmp}/h.pt"], "not a readable"),
 ])
 def test_bad_input_gives_one_line_and_nonzero_exit(args, message, overfit_model, tmp_path):
     model_path, manifest = overfit_model
@@ -122,3 +124,36 @@ def test_average_never_replaces_an_existing_file_unasked(overfit_model, tmp_path
     out = str(tmp_path / "avg.pt")
     assert main(["average", "--exp-dir", exp_dir, "--best", "1", "--out", out]) == 0 and os.path.exists(out)
     assert main(["average", "--exp-dir", exp_dir, "--best", "1", "--out", out, "--overwrite"]) == 0
+
+
+def test_heads_writes_a_model_with_its_alignment_heads_and_never_replaces_a_file_unasked(overfit_model, tmp_path,
+                                                                                        capsys):
+    import shutil
+
+    import torch
+
+    from asr.checkpoint import load_model_file
+
+    model_path, manifest = overfit_model
+    before = open(model_path, "rb").read()
+    assert main(["heads", "--model", model_path, "--manifest", manifest]) == 1
+    assert "give --out FILE, or --overwrite" in capsys.readouterr().err
+    out = str(tmp_path / "heads.pt")
+    assert main(["heads", "--model", model_path, "--manifest", manifest, "--out", out]) == 0
+    assert open(model_path, "rb").read() == before
+    assert capsys.readouterr().out == out + "\n"
+    raw = torch.load(out, weights_only=True)
+    chosen, found = raw["state_dict"]["alignment_heads"], raw["info"]["alignment_heads"]
+    assert chosen.shape == (1, 2) and found["heads"] == chosen.nonzero().tolist() != []
+    assert found["utterances"] == 6 and all(0 <= s <= 1 for s in found["scores"][0])
+    assert load_model_file(out).info["train_config"] == load_model_file(model_path).info["train_config"]
+    assert main(["heads", "--model", model_path, "--manifest", manifest, "--out", out]) == 1
+    assert "exists: pass --overwrite" in capsys.readouterr().err
+    copy = str(tmp_path / "copy.pt")
+    shutil.copy(model_path, copy)
+    assert main(["heads", "--model", copy, "--manifest", manifest, "--overwrite"]) == 0
+    assert torch.equal(load_model_file(copy).model.alignment_heads, chosen)
+    no_text = tmp_path / "no_text.jsonl"
+    no_text.write_text("".join(json.dumps({"audio": json.loads(line)["audio"]}) + "\n" for line in open(manifest)))
+    assert main(["heads", "--model", model_path, "--manifest", str(no_text), "--out", str(tmp_path / "x.pt")]) == 1
+    assert "no utterance has a reference text" in capsys.readouterr().err

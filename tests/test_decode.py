@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from asr.audio import load_audio
-from asr.decode import DecodingOptions, attention_map, beam_search, decode, decode_memory, greedy_search
+from asr.decode import DecoderStep, DecodingOptions, attention_map, beam_search, decode, decode_memory, greedy_search
 from asr.model import PRESETS, ASRModel, ModelConfig
 
 VOCAB = 8
@@ -233,5 +233,62 @@ def test_attention_map_replays_the_search(model):
     weights = attention_map(model, memory, memory_lengths, result.tokens, options)
     assert weights.shape == (len(result.tokens) + 1, memory.shape[1])
     assert torch.allclose(weights.sum(dim=1), torch.ones(len(weights)), atol=1e-5)
+    assert weights.argmax(dim=1)[:-1].tolist() == result.frames
+    assert window_violations(weights.argmax(dim=1).tolist(), 1, 2) == 0
+
+
+# ---- alignment heads -------------------------------------------------------------------------------------
+
+def test_with_every_head_chosen_decoding_is_what_the_mean_over_all_heads_gave(model, monkeypatch):
+    """The default choice (every head) reproduces decoding from the plain mean over layers and heads,
+    as it was before heads could be chosen, bit for bit: tokens, scores and frames."""
+    assert model.alignment_heads.shape == (model.cfg.decoder_layers, model.cfg.n_heads) and model.alignment_heads.all()
+    memory, memory_lengths = encode(model, [16000, 12000, 9000], seed=5)
+    rules = dict(window_back=2, window_forward=6, eos_near_end=4)
+    options = [DecodingOptions(beam_size=1, **rules), DecodingOptions(beam_size=4, nbest=4, **rules)]
+    chosen = [decode_memory(model, memory, memory_lengths, o) for o in options]
+    monkeypatch.setattr(DecoderStep, "attention", lambda self, weights: weights.mean(dim=(1, 2)))
+    for results, o in zip(chosen, options):
+        before = decode_memory(model, memory, memory_lengths, o)
+        assert [(r.tokens, r.score, r.frames, r.nbest) for r in results] == \
+            [(r.tokens, r.score, r.frames, r.nbest) for r in before]
+
+
+def two_layer_model(heads):
+    """A tiny random model with two decoder layers, decoding from `heads` [[layer, head], ...] only."""
+    torch.manual_seed(1)
+    model = ASRModel(ModelConfig(vocab_size=VOCAB, **{**PRESETS["tiny"], "decoder_layers": 2})).eval()
+    with torch.no_grad():
+        model.decoder.out.weight.mul_(4.0)
+        model.decoder.out.bias[model.sos_eos] -= 3.0
+        model.alignment_heads.zero_()
+        for layer, head in heads:
+            model.alignment_heads[layer, head] = True
+    return model
+
+
+def test_frames_come_from_the_chosen_heads_only():
+    heads = [[0, 1], [1, 0]]
+    model = two_layer_model(heads)
+    memory, memory_lengths = encode(model, [16000, 12000], seed=2)
+    options = DecodingOptions(beam_size=1, ctc_weight=0.0, min_tokens=6)
+    results = decode_memory(model, memory, memory_lengths, options)
+    every_head = []
+    with torch.inference_mode():
+        for b, r in enumerate(results):  # the teacher-forced attention of the decoded tokens, by hand
+            _, weights = model.decoder(torch.tensor([[model.sos_eos] + r.tokens]), memory[b: b + 1],
+                                       memory_lengths[b: b + 1], need_weights=True)
+            weights = torch.stack(weights)[:, 0, :, :-1]  # [layers, heads, tokens, T] (EOS's row left out)
+            assert r.frames == torch.stack([weights[layer, head] for layer, head in heads]).mean(0).argmax(-1).tolist()
+            every_head.append(weights.mean(dim=(0, 1)).argmax(-1).tolist())
+    assert every_head != [r.frames for r in results]  # the test can fail
+
+
+def test_window_and_attention_map_follow_the_chosen_heads():
+    model = two_layer_model([[1, 1]])
+    options = DecodingOptions(beam_size=1, min_tokens=8, window_back=1, window_forward=2)
+    memory, memory_lengths = encode(model, [16000], seed=4)
+    [result] = decode_memory(model, memory, memory_lengths, options)
+    weights = attention_map(model, memory, memory_lengths, result.tokens, options)
     assert weights.argmax(dim=1)[:-1].tolist() == result.frames
     assert window_violations(weights.argmax(dim=1).tolist(), 1, 2) == 0

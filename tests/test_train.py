@@ -132,6 +132,10 @@ def test_recommended_decoding_options_are_stored_in_the_model_file(fsdd_manifest
     info = load_model_file(path).info
     assert info["decoding"] == {"ctc_weight": 0.5, "beam_size": 4}
     assert info["averaged"] == ["epoch1.pt"] and info["train_config"]["decoding"] == info["decoding"]
+    # the alignment heads, chosen on the dev set after averaging, are in the file with their scores
+    heads, found = torch.load(path, weights_only=True)["state_dict"]["alignment_heads"], info["alignment_heads"]
+    assert found["heads"] == heads.nonzero().tolist() != [] and len(found["scores"]) == 1
+    assert found["utterances"] == 8
 
 
 def test_several_corpora_share_one_vocabulary_and_each_dev_set_is_reported(shared_data, fsdd_manifests, tmp_path):
