@@ -1,6 +1,6 @@
 """Greedy search and joint CTC/attention beam search over a trained ASRModel, batched over utterances
-(and beams) with the decoder's KV cache, plus two attention rules that stop the decoder from
-skipping or repeating audio: a monotonic cross-attention window and "EOS only near the end".
+(and beams) with the decoder's KV cache, plus three attention rules that stop the decoder from
+skipping or repeating audio: a monotonic cross-attention window, "EOS only near the end" and a loop guard.
 
 All bookkeeping is tensors of shape [utterances × beams]; the only Python loop is over output steps."""
 from dataclasses import dataclass, field, replace
@@ -39,6 +39,9 @@ class DecodingOptions:
                                                   "none = no limit")
     eos_near_end: Optional[int] = _option(None, "EOS only while attending within this many frames of the end; "
                                                 "none = anywhere")
+    loop_guard: Optional[int] = _option(None, "an n-gram just said twice (n up to this many tokens) may not go on "
+                                              "while cross-attention is not past where its last copy was read: "
+                                              "a loop; none = off")
 
     def __post_init__(self):
         if self.beam_size < 1 or not 1 <= self.nbest <= self.beam_size:
@@ -49,7 +52,7 @@ class DecodingOptions:
             raise ValueError(f"ctc_pre_beam must be >= 0, got {self.ctc_pre_beam}")
         if self.max_tokens < 1 or self.max_length_ratio <= 0:
             raise ValueError("max_tokens and max_length_ratio must be positive")
-        for name in ("window_back", "window_forward", "eos_near_end"):
+        for name in ("window_back", "window_forward", "eos_near_end", "loop_guard"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"{name} must be >= 0 or None")
 
@@ -60,6 +63,7 @@ class DecodingResult:
     score: float  # the ranking score: (log-probability + bonus·length) / length**α
     frames: List[int]  # per token, the encoder frame its cross-attention peaked on: time = frame·subsampling·hop/sr
     nbest: List[Tuple[List[int], float]]  # best first, the first is (tokens, score)
+    loop_guard_fired: int  # steps of the best at which the loop guard forbade the token its decoder ranked first
 
 
 class LengthNorm:
@@ -100,6 +104,32 @@ class AttentionWindow:
         return allowed
 
 
+class LoopGuard:
+    """A looping attention decoder reads audio it has already transcribed again, while a real repetition
+    ("five five five") moves on through the audio. So once a hypothesis' last 2n tokens are one n-gram
+    twice (n ≤ `longest`), the token that would go on repeating it, the one n back, is forbidden unless
+    the frame attended now is past the frame that token was read at. Never EOS: ending leaves a loop."""
+
+    def __init__(self, longest: Optional[int], vocab_size: int, eos: int, device: torch.device):
+        self.longest, self.vocab_size, self.eos = longest or 0, vocab_size, eos
+        period = torch.arange(1, self.longest + 1, device=device)
+        self.outside = torch.arange(self.longest, device=device)[None, :] >= period[:, None]  # [n - 1, j]: j ≥ n
+
+    def forbidden(self, history: Tensor, frames: Tensor, frame: Tensor) -> Optional[Tensor]:
+        """[N, V] True = forbidden, or None when no n-gram fits twice, for hypotheses holding tokens
+        `history` [N, L] read at `frames` [N, L] that attend `frame` [N] now."""
+        k = min(self.longest, history.shape[1] // 2)
+        if k == 0:
+            return None
+        back = history[:, -2 * k:].flip(1).unfold(1, k, 1)  # [N, s, j]: the token s + j before the last one
+        # per period n, tokens j < n back equal those n further back; a sum, as all() over bools is slower
+        twice = ((back[:, 1:] == back[:, :1]) | self.outside[:k, :k]).sum(dim=2) == k  # [N, periods]
+        again = back[:, 0]  # per period n, the token n back and the frame it was read at
+        blocked = twice & (frame[:, None] <= frames[:, -k:].flip(1)) & (again != self.eos)
+        forbidden = torch.zeros(len(history), self.vocab_size + 1, dtype=torch.bool, device=history.device)
+        return forbidden.scatter_(1, again.masked_fill(~blocked, self.vocab_size), True)[:, :-1]
+
+
 class TokenRules:
     """Tokens a step may not emit: blank (a CTC symbol) always; EOS before min_tokens or while attending
     far from the end; anything but EOS once an utterance has reached its maximum length."""
@@ -123,8 +153,10 @@ class TokenRules:
 
 class DecoderStep:
     """One cached decoder step for N hypotheses: the window applied, log-probabilities, the tokens the
-    rules forbid, and the frame each hypothesis attends (argmax of cross-attention averaged over the
-    model's alignment heads: every head of every layer unless some were chosen)."""
+    rules and the loop guard forbid, and the frame each hypothesis attends (argmax of cross-attention
+    averaged over the model's alignment heads: every head of every layer unless some were chosen).
+    `guard_fired` [N] counts, along each hypothesis' path, the steps at which the guard forbade the
+    token the decoder ranked first among those the rules allow."""
 
     def __init__(self, model: ASRModel, memory: Tensor, memory_lengths: Tensor, options: DecodingOptions):
         self.decoder, self.memory_lengths, self.num_frames = model.decoder, memory_lengths, memory.shape[1]
@@ -137,21 +169,35 @@ class DecoderStep:
         self.cache = model.decoder.init_cache(memory, memory_lengths, self.max_steps)
         self.window = AttentionWindow(options.window_back, options.window_forward)
         self.rules = TokenRules(options, model.cfg.vocab_size, model.blank, model.sos_eos)
+        self.guard = LoopGuard(options.loop_guard, model.cfg.vocab_size, model.sos_eos, memory.device)
+        self.guard_fired = torch.zeros_like(self.max_tokens)
+        self.sos = model.sos_eos
         self.heads = model.alignment_heads.flatten().nonzero()[:, 0]  # indices, found once: no sync per step
 
     def attention(self, weights: Tensor) -> Tensor:
         """Cross-attention [N, layers, heads, T] -> its mean over the alignment heads [N, T]."""
         return weights.flatten(1, 2).index_select(1, self.heads).mean(dim=1)
 
-    def __call__(self, tokens: Tensor, last_frame: Tensor, step: int) -> Tuple[Tensor, Tensor, Tensor]:
+    def __call__(self, history: Tensor, frames: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """history, frames [N, L]: each hypothesis' tokens so far and the frame each was read at."""
+        step = history.shape[1]
+        tokens = history[:, -1] if step else torch.full_like(self.max_tokens, self.sos)
+        last_frame = frames[:, -1] if step else torch.zeros_like(self.max_tokens)
         logits, weights = self.decoder.step(tokens, self.cache, self.window.mask(last_frame, self.num_frames))
+        logp = logits.float().log_softmax(dim=-1)
         frame = self.attention(weights).argmax(dim=-1)
         forbidden = self.rules.forbidden(step, frame, self.memory_lengths, self.max_tokens)
-        return logits.float().log_softmax(dim=-1), forbidden, frame
+        looping = self.guard.forbidden(history, frames, frame)
+        if looping is not None:
+            first_choice = logp.masked_fill(forbidden, float("-inf")).argmax(dim=-1, keepdim=True)
+            self.guard_fired += looping.gather(1, first_choice)[:, 0]
+            forbidden |= looping
+        return logp, forbidden, frame
 
     def reorder(self, index: Tensor) -> None:
-        """Rows continue from rows `index` of the same utterance."""
+        """Rows continue from rows `index` of the same utterance (cache and guard counts)."""
         self.cache = self.cache.reorder(index, same_memory=True)
+        self.guard_fired = self.guard_fired[index]
 
 
 class FinishedHypotheses:
@@ -162,10 +208,11 @@ class FinishedHypotheses:
         self.tokens = torch.full((batch, size, max_length), eos, dtype=torch.long, device=device)
         self.frames = torch.zeros((batch, size, max_length), dtype=torch.long, device=device)
         self.lengths = torch.zeros((batch, size), dtype=torch.long, device=device)
+        self.guard_fired = torch.zeros_like(self.lengths)
         self.eos = eos
 
-    def add(self, scores: Tensor, tokens: Tensor, frames: Tensor) -> None:
-        """scores [B, M] (−inf = not ended), tokens and frames [B, M, L] without EOS."""
+    def add(self, scores: Tensor, tokens: Tensor, frames: Tensor, guard_fired: Tensor) -> None:
+        """scores [B, M] (−inf = not ended), tokens and frames [B, M, L] without EOS, guard_fired [B, M]."""
         pad = self.tokens.shape[2] - tokens.shape[2]
         tokens = torch.cat([self.tokens, F.pad(tokens, (0, pad), value=self.eos)], dim=1)
         frames = torch.cat([self.frames, F.pad(frames, (0, pad))], dim=1)
@@ -174,19 +221,22 @@ class FinishedHypotheses:
         self.tokens = tokens.gather(1, best[:, :, None].expand(-1, -1, tokens.shape[2]))
         self.frames = frames.gather(1, best[:, :, None].expand(-1, -1, frames.shape[2]))
         self.lengths = lengths.gather(1, best)
+        self.guard_fired = torch.cat([self.guard_fired, guard_fired], dim=1).gather(1, best)
 
     def results(self, nbest: int) -> List[DecodingResult]:
         return to_results(self.scores[:, :nbest], self.lengths[:, :nbest], self.tokens[:, :nbest],
-                          self.frames[:, :nbest])
+                          self.frames[:, :nbest], self.guard_fired[:, 0])
 
 
-def to_results(scores: Tensor, lengths: Tensor, tokens: Tensor, frames: Tensor) -> List[DecodingResult]:
-    """Hypotheses [B, M] best first (tokens and frames [B, M, L], cut at lengths) -> one result per
-    utterance, listing the ended ones (always at least one: −inf when every hypothesis died)."""
+def to_results(scores: Tensor, lengths: Tensor, tokens: Tensor, frames: Tensor,
+               guard_fired: Tensor) -> List[DecodingResult]:
+    """Hypotheses [B, M] best first (tokens and frames [B, M, L], cut at lengths) and the best's guard
+    count [B] -> one result per utterance, listing the ended ones (always at least one: −inf when every
+    hypothesis died)."""
     results = []
-    for s, n, t, f in zip(scores.tolist(), lengths.tolist(), tokens.tolist(), frames.tolist()):
+    for s, n, t, f, g in zip(scores.tolist(), lengths.tolist(), tokens.tolist(), frames.tolist(), guard_fired.tolist()):
         hyps = [(t[i][: n[i]], s[i]) for i in range(len(s)) if i == 0 or s[i] > float("-inf")]
-        results.append(DecodingResult(hyps[0][0], hyps[0][1], f[0][: n[0]], hyps))
+        results.append(DecodingResult(hyps[0][0], hyps[0][1], f[0][: n[0]], hyps, g))
     return results
 
 
@@ -195,26 +245,22 @@ def greedy_search(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
     """The attention decoder's most likely token at every step, for all utterances at once."""
     b, eos = len(memory_lengths), model.sos_eos
     step_once = DecoderStep(model, memory, memory_lengths, options)
-    tokens = torch.full((b,), eos, dtype=torch.long, device=memory.device)
-    last_frame = torch.zeros_like(tokens)
-    ended = torch.zeros_like(tokens, dtype=torch.bool)
+    history = frames = torch.zeros((b, 0), dtype=torch.long, device=memory.device)
+    ended = torch.zeros(b, dtype=torch.bool, device=memory.device)
     logprob = torch.zeros(b, device=memory.device)
-    history, frames = [], []
-    for step in range(step_once.max_steps):
-        logp, forbidden, frame = step_once(tokens, last_frame, step)
+    for _ in range(step_once.max_steps):
+        logp, forbidden, frame = step_once(history, frames)
         best, tokens = logp.masked_fill(forbidden, float("-inf")).max(dim=-1)
         tokens = tokens.masked_fill(ended, eos)
         logprob += best.masked_fill(ended, 0.0)
-        history.append(tokens)
-        frames.append(frame)
+        history = torch.cat([history, tokens[:, None]], dim=1)
+        frames = torch.cat([frames, frame[:, None]], dim=1)
         ended |= tokens == eos
         if ended.all():
             break
-        last_frame = frame
-    history = torch.stack(history, dim=1)
     lengths = (history == eos).int().argmax(dim=1)  # the first EOS
     score = LengthNorm(options.length_penalty, options.length_bonus)(logprob, lengths + 1)
-    return to_results(score[:, None], lengths[:, None], history[:, None], torch.stack(frames, dim=1)[:, None])
+    return to_results(score[:, None], lengths[:, None], history[:, None], frames[:, None], step_once.guard_fired)
 
 
 class JointScorer:
@@ -266,14 +312,11 @@ def beam_search(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
     scores = torch.full((b, k), float("-inf"), device=device)
     scores[:, 0] = 0.0
     scores = scores.flatten()
-    tokens = torch.full((b * k,), eos, dtype=torch.long, device=device)
-    last_frame = torch.zeros_like(tokens)
-    history = tokens.new_zeros(b * k, 0)
-    frames = tokens.new_zeros(b * k, 0)
+    history = frames = torch.zeros((b * k, 0), dtype=torch.long, device=device)
     first_row = torch.arange(b, device=device)[:, None] * k
     rank = torch.arange(2 * k, device=device)[None, :]
     for step in range(step_once.max_steps):
-        logp, forbidden, frame = step_once(tokens, last_frame, step)
+        logp, forbidden, frame = step_once(history, frames)
         extended = scores[:, None] + joint(logp, forbidden)
         v = extended.shape[1]
         top_scores, top = extended.view(b, k * v).topk(2 * k, dim=1)  # at most k of them are EOS
@@ -281,7 +324,8 @@ def beam_search(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
         is_eos = top_tokens == eos
 
         ended = is_eos & (rank < k) & top_scores.isfinite()
-        finished.add(norm(top_scores, step + 1).masked_fill(~ended, float("-inf")), history[parents], frames[parents])
+        finished.add(norm(top_scores, step + 1).masked_fill(~ended, float("-inf")), history[parents], frames[parents],
+                     step_once.guard_fired[parents])
 
         live = (is_eos.long() * 2 * k + rank).argsort(dim=1)[:, :k]  # the first k that are not EOS
         scores = top_scores.gather(1, live)
@@ -291,9 +335,9 @@ def beam_search(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
             break
         scores = scores.masked_fill(done[:, None], float("-inf")).flatten()  # done utterances add nothing more
         parents = parents.gather(1, live).flatten()
-        tokens, last_frame = top_tokens.gather(1, live).flatten(), frame[parents]
+        tokens = top_tokens.gather(1, live).flatten()
         history = torch.cat([history[parents], tokens[:, None]], dim=1)
-        frames = torch.cat([frames[parents], last_frame[:, None]], dim=1)
+        frames = torch.cat([frames[parents], frame[parents, None]], dim=1)
         step_once.reorder(parents)
         joint.advance(parents, tokens)
     return finished.results(options.nbest)

@@ -41,6 +41,7 @@ def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optio
     summary = dict(cer=chars.rate, wer=words.rate, num_utterances=len(segments), rtf=timing.rtf,
                    char_errors=chars.to_dict(), word_errors=words.to_dict(),
                    sentence_errors=sum(r != h for r, h in zip(refs, hyps)), attention_failures=asdict(failures),
+                   loop_guard_fired=sum(t.loop_guard_fired for t in transcripts),
                    audio_seconds=timing.audio_seconds, compute_seconds=timing.compute_seconds,
                    load_seconds=timing.load_seconds, manifest=os.path.abspath(manifest),
                    decoding=asdict(options), chunk_seconds=chunk_seconds, device=str(recognizer.device),
@@ -80,7 +81,9 @@ def format_summary(summary: Dict) -> str:
             f"of {c['reference_length']} chars)  WER {100 * summary['wer']:.2f}% (S {w['substitutions']}, "
             f"D {w['deletions']}, I {w['insertions']} of {w['reference_length']} words)  "
             f"{summary['num_utterances']} utterances  RTF {summary['rtf']:.4f}  "
-            f"(early stops {f['early_stops']}, skips {f['skips']}, loops {f['loops']})"
+            f"(early stops {f['early_stops']}, skips {f['skips']}, loops {f['loops']}"
+            + (f", loop guard fired {summary['loop_guard_fired']} times" if summary["decoding"]["loop_guard"] else "")
+            + ")"
             + "".join(f"\n  {key}={value}: CER {100 * g['cer']:.2f}%  WER {100 * g['wer']:.2f}%  "
                       f"{g['num_utterances']} utterances"
                       for key, values in summary.get("groups", {}).items() for value, g in values.items()))

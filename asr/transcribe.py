@@ -31,6 +31,7 @@ class Transcript:
     nbest: List[Tuple[str, float]]  # best first
     tokens: List[Tuple[str, float]]  # each token with the time (s) its cross-attention peaked
     duration: float  # seconds of audio
+    loop_guard_fired: int  # steps at which the loop guard diverted the decoder (DecodingOptions.loop_guard)
 
     def to_dict(self) -> dict:
         return dict(audio=self.name, text=self.text, score=self.score, duration=round(self.duration, 3),
@@ -161,7 +162,8 @@ class Recognizer:
                       for piece, r in parts for t, f in zip(r.tokens, r.frames)]
             nbest = ([(self.text(t), s) for t, s in parts[0][1].nbest] if len(parts) == 1
                      else [(text, sum(r.score for _, r in parts))])
-            transcripts.append(Transcript(segment.id, text, nbest[0][1], nbest, tokens, segment.duration))
+            transcripts.append(Transcript(segment.id, text, nbest[0][1], nbest, tokens, segment.duration,
+                                          sum(r.loop_guard_fired for _, r in parts)))
         return transcripts
 
     def attention(self, samples: np.ndarray, tokens: List[int], options: Optional[DecodingOptions] = None) -> torch.Tensor:

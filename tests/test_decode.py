@@ -1,5 +1,6 @@
 """Greedy and beam search on tiny random-weight models: against each other, against a slow beam search
-that reruns the whole decoder every step, batched against one at a time, and the attention rules."""
+that reruns the whole decoder every step, batched against one at a time, and the attention rules
+(the loop guard also on a scripted decoder that loops)."""
 import math
 from dataclasses import replace
 
@@ -7,7 +8,8 @@ import pytest
 import torch
 
 from asr.audio import load_audio
-from asr.decode import DecoderStep, DecodingOptions, attention_map, beam_search, decode, decode_memory, greedy_search
+from asr.decode import (DecoderStep, DecodingOptions, LoopGuard, attention_map, beam_search, decode, decode_memory,
+                        greedy_search)
 from asr.model import PRESETS, ASRModel, ModelConfig
 
 VOCAB = 8
@@ -40,6 +42,7 @@ def encode(model, lengths, seed=0):
 def same_results(a, b):
     assert [r.tokens for r in a] == [r.tokens for r in b]
     assert [r.frames for r in a] == [r.frames for r in b]
+    assert [r.loop_guard_fired for r in a] == [r.loop_guard_fired for r in b]
     assert [[t for t, _ in r.nbest] for r in a] == [[t for t, _ in r.nbest] for r in b]
     for x, y in zip(a, b):
         assert [s for _, s in x.nbest] == pytest.approx([s for _, s in y.nbest], rel=1e-4, abs=1e-5)
@@ -71,6 +74,13 @@ def ctc_prefix_logprob(x, prefix, blank, complete=False):
     return logaddexp(r_n[-1], r_b[-1]) if complete else psi
 
 
+def loop_guard_forbids(tokens, frames, frame, token, longest):
+    """The loop guard by its definition: `token` goes on repeating an n-gram said twice in a row while
+    attention (at `frame`) is not past the frame the token n back was read at."""
+    return any(tokens[-n:] == tokens[-2 * n: -n] and token == tokens[-n] and frame <= frames[-n]
+               for n in range(1, min(longest or 0, len(tokens) // 2) + 1))
+
+
 def reference_beam_search(model, memory, length, options):
     k, lam, eos, blank = options.beam_size, options.ctc_weight, model.sos_eos, model.blank
     memory, lengths = memory[None, :length], torch.tensor([length])
@@ -93,6 +103,8 @@ def reference_beam_search(model, memory, length, options):
                     options.eos_near_end is not None and frame < length - options.eos_near_end)
                 if c == blank or (c == eos and eos_blocked and step < max_tokens) or (c != eos and step == max_tokens):
                     continue
+                if c != eos and loop_guard_forbids(tokens, frames, frame, c, options.loop_guard):
+                    continue
                 new = ctc_prefix_logprob(x, tokens + [c] * (c != eos), blank, complete=c == eos)
                 gain = (1 - lam) * logp[c] + lam * (new - old if lam else 0.0)
                 candidates.append((score + gain, tokens + [c], frames + [frame]))
@@ -107,11 +119,13 @@ def reference_beam_search(model, memory, length, options):
     return finished
 
 
-@pytest.mark.parametrize("ctc_weight, length_penalty, length_bonus, eos_near_end",
-                         [(0.0, 0.0, 0.0, None), (0.3, 1.0, 0.0, None), (0.5, 0.5, 0.2, 6)])
-def test_cached_beam_search_equals_full_recomputation(model, ctc_weight, length_penalty, length_bonus, eos_near_end):
+@pytest.mark.parametrize("ctc_weight, length_penalty, length_bonus, eos_near_end, loop_guard",
+                         [(0.0, 0.0, 0.0, None, None), (0.3, 1.0, 0.0, None, None), (0.5, 0.5, 0.2, 6, None),
+                          (0.3, 1.0, 0.0, None, 5)])
+def test_cached_beam_search_equals_full_recomputation(model, ctc_weight, length_penalty, length_bonus, eos_near_end,
+                                                      loop_guard):
     options = replace(NO_RULES, ctc_weight=ctc_weight, length_penalty=length_penalty, length_bonus=length_bonus,
-                      eos_near_end=eos_near_end, nbest=3)
+                      eos_near_end=eos_near_end, nbest=3, loop_guard=loop_guard)
     memory, memory_lengths = encode(model, [12000, 9000, 16000], seed=1)
     results = decode_memory(model, memory, memory_lengths, options)
     with torch.inference_mode():
@@ -124,7 +138,8 @@ def test_cached_beam_search_equals_full_recomputation(model, ctc_weight, length_
 
 # ---- search against search ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("rules", [{}, dict(window_back=4, window_forward=12), dict(eos_near_end=5)])
+@pytest.mark.parametrize("rules", [{}, dict(window_back=4, window_forward=12), dict(eos_near_end=5),
+                                   dict(loop_guard=6)])
 def test_beam_of_one_equals_greedy(model, rules):
     options = DecodingOptions(beam_size=1, ctc_weight=0.0, length_penalty=0.0, **rules)
     memory, memory_lengths = encode(model, [16000, 7000, 11000])
@@ -135,7 +150,8 @@ def test_beam_of_one_equals_greedy(model, rules):
 
 
 @pytest.mark.parametrize("options", [DecodingOptions(beam_size=1), DecodingOptions(beam_size=4, nbest=4),
-                                     DecodingOptions(beam_size=3, ctc_pre_beam=3, eos_near_end=4)])
+                                     DecodingOptions(beam_size=3, ctc_pre_beam=3, eos_near_end=4),
+                                     DecodingOptions(beam_size=4, nbest=4, loop_guard=30)])
 def test_batched_equals_one_at_a_time_on_real_speech(model, shared_data, options):
     names = ["3_george_7.wav", "8_jackson_21.wav", "0_lucas_33.wav", "5_nicolas_12.wav"]
     clips = [torch.from_numpy(load_audio(str(shared_data / "fsdd" / "recordings" / n))) for n in names]
@@ -292,3 +308,87 @@ def test_window_and_attention_map_follow_the_chosen_heads():
     weights = attention_map(model, memory, memory_lengths, result.tokens, options)
     assert weights.argmax(dim=1)[:-1].tolist() == result.frames
     assert window_violations(weights.argmax(dim=1).tolist(), 1, 2) == 0
+
+
+# ---- loop guard ------------------------------------------------------------------------------------------
+
+def test_loop_guard_off_changes_nothing(model):
+    """Off by default, and a guard that checks no period (0) decodes exactly as no guard."""
+    assert DecodingOptions().loop_guard is None
+    memory, memory_lengths = encode(model, [16000, 12000, 9000], seed=6)
+    for options in (DecodingOptions(beam_size=1), DecodingOptions(beam_size=4, nbest=4, eos_near_end=4)):
+        off = decode_memory(model, memory, memory_lengths, options)
+        assert [(r.tokens, r.score, r.frames, r.nbest) for r in off] == \
+            [(r.tokens, r.score, r.frames, r.nbest) for r in decode_memory(model, memory, memory_lengths,
+                                                                           replace(options, loop_guard=0))]
+        assert all(r.loop_guard_fired == 0 for r in off)
+
+
+def test_loop_guard_forbids_what_its_definition_says():
+    """The vectorised guard against loop_guard_forbids, on random histories over three tokens (many repeats)."""
+    generator = torch.Generator().manual_seed(0)
+    guard = LoopGuard(6, VOCAB, eos=2, device=torch.device("cpu"))
+    forbids = 0
+    for length in range(16):
+        history = torch.randint(3, 6, (50, length), generator=generator)
+        frames = torch.randint(0, 4, (50, length), generator=generator)
+        frame = torch.randint(0, 4, (50,), generator=generator)
+        forbidden = guard.forbidden(history, frames, frame)
+        expected = [[loop_guard_forbids(h, f, now, c, 6) for c in range(VOCAB)]
+                    for h, f, now in zip(history.tolist(), frames.tolist(), frame.tolist())]
+        assert (forbidden.tolist() if length >= 2 else [[False] * VOCAB] * 50) == expected
+        forbids += sum(map(sum, expected))
+    assert forbids > 0  # the test can fail
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_loop_guard_batched_equals_one_at_a_time(model, beam_size):
+    options = DecodingOptions(beam_size=beam_size, nbest=beam_size, loop_guard=30)
+    audio, lengths = waveforms([16000, 9000, 12000, 5000], seed=0)
+    together = decode(model, audio, lengths, options)
+    alone = [decode(model, audio[i: i + 1, :n], lengths[i: i + 1], options)[0] for i, n in enumerate(lengths.tolist())]
+    same_results(together, alone)
+    assert sum(r.loop_guard_fired for r in together) > 0  # the test can fail
+
+
+A, B = 4, 5  # two characters (neither blank nor EOS) the scripted decoder says in turn
+
+
+def scripted_decoder(model, monkeypatch, num_frames, frame_at):
+    """The decoder replaced by one that says A B A B ... forever (EOS its second choice, far behind)
+    with its cross-attention on frame frame_at(step)."""
+    assert {A, B}.isdisjoint({model.blank, model.sos_eos})
+
+    def step(tokens, cache, cross_mask=None, need_weights=True):
+        logits = torch.full((len(tokens), VOCAB), -20.0)
+        logits[:, model.sos_eos] = 0.0
+        logits[torch.arange(len(tokens)), torch.where(tokens == A, B, A)] = 5.0
+        weights = torch.zeros(len(tokens), *model.alignment_heads.shape, num_frames)
+        weights[..., min(frame_at(cache.length), num_frames - 1)] = 1.0
+        cache.length += 1
+        return logits, weights
+
+    monkeypatch.setattr(model.decoder, "step", step)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+@pytest.mark.parametrize("frame_at", [lambda step: 3, lambda step: step % 2], ids=["stays", "goes back"])
+def test_loop_guard_stops_a_decoder_that_rereads_the_audio(model, monkeypatch, beam_size, frame_at):
+    memory, memory_lengths = encode(model, [16000])
+    scripted_decoder(model, monkeypatch, memory.shape[1], frame_at)
+    options = DecodingOptions(beam_size=beam_size, ctc_weight=0.0)
+    [looping] = decode_memory(model, memory, memory_lengths, options)
+    assert looping.tokens == ([A, B] * len(memory[0]))[: int(memory_lengths[0])] and looping.loop_guard_fired == 0
+    [guarded] = decode_memory(model, memory, memory_lengths, replace(options, loop_guard=4))
+    assert guarded.tokens == [A, B, A, B] and guarded.loop_guard_fired == 1  # a third A forbidden: EOS
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_loop_guard_lets_a_repetition_that_moves_through_the_audio_go_on(model, monkeypatch, beam_size):
+    memory, memory_lengths = encode(model, [16000])
+    scripted_decoder(model, monkeypatch, memory.shape[1], lambda step: step)
+    options = DecodingOptions(beam_size=beam_size, ctc_weight=0.0)
+    [free] = decode_memory(model, memory, memory_lengths, options)
+    [guarded] = decode_memory(model, memory, memory_lengths, replace(options, loop_guard=4))
+    assert guarded.tokens == free.tokens == ([A, B] * len(memory[0]))[: int(memory_lengths[0])]
+    assert (guarded.score, guarded.frames, guarded.loop_guard_fired) == (free.score, free.frames, 0)

@@ -1,8 +1,10 @@
 import json
+from dataclasses import replace
 
 import pytest
 
 import asr
+import asr.transcribe
 from asr.segments import load_manifest, write_manifest
 from asr.decode import DecodingOptions
 from asr.evaluate import evaluate, format_summary
@@ -72,3 +74,16 @@ def test_group_by_scores_each_value_of_a_manifest_key(overfit_model, tmp_path):
     assert groups["adult"]["cer"] == pytest.approx(1 / len("twotwotreethree")) and groups["adult"]["num_utterances"] == 4
     assert list(summary["groups"]["speaker"]) == ["None"]
     assert "age_group=child: CER 0.00%" in format_summary(summary)
+
+
+def test_loop_guard_count_is_summed_and_printed_when_the_guard_is_on(overfit_model, tmp_path, monkeypatch):
+    model_path, manifest = overfit_model
+    recognizer = asr.load_model(model_path)
+    off = evaluate(recognizer, manifest, str(tmp_path / "off"), plots=0)
+    assert off["loop_guard_fired"] == 0 and "loop guard" not in format_summary(off)
+    decode = asr.transcribe.decode
+    monkeypatch.setattr(asr.transcribe, "decode", lambda *a: [replace(r, loop_guard_fired=2) for r in decode(*a)])
+    on = evaluate(recognizer, manifest, str(tmp_path / "on"), DecodingOptions(loop_guard=30), plots=0)
+    assert on["loop_guard_fired"] == 2 * 6
+    assert json.loads((tmp_path / "on" / "summary.json").read_text())["loop_guard_fired"] == 12
+    assert "loops 0, loop guard fired 12 times)" in format_summary(on)
