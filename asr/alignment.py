@@ -25,6 +25,21 @@ def ctc_forced_align(log_probs: Tensor, lengths: Tensor, tokens: Tensor, token_l
 
     log_probs [B, T, V]; lengths [B]; tokens [B, L] padded with negative ids; token_lengths [B].
     No gradient flows through it."""
+    path, feasible = ctc_best_path(log_probs, lengths, tokens, token_lengths, blank)
+    return first_frames(path, lengths, tokens.shape[1]), feasible
+
+
+def ctc_token_spans(log_probs: Tensor, lengths: Tensor, tokens: Tensor, token_lengths: Tensor,
+                    blank: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """As ctc_forced_align, with the last frame on each token too: first [B, L], last [B, L], feasible [B].
+    A token holds the frames [first, last] of the path; the blanks around it belong to no token."""
+    path, feasible = ctc_best_path(log_probs, lengths, tokens, token_lengths, blank)
+    return first_frames(path, lengths, tokens.shape[1]), last_frames(path, lengths, tokens.shape[1]), feasible
+
+
+def ctc_best_path(log_probs: Tensor, lengths: Tensor, tokens: Tensor, token_lengths: Tensor,
+                  blank: int) -> Tuple[Tensor, Tensor]:
+    """The best CTC path's extended-sequence state on every frame [B, T] (see backtrace), and `feasible` [B]."""
     log_probs = log_probs.detach().float()
     b, t_max, _ = log_probs.shape
     extended = interleave_blanks(tokens, blank)
@@ -33,8 +48,7 @@ def ctc_forced_align(log_probs: Tensor, lengths: Tensor, tokens: Tensor, token_l
     last = scores[torch.arange(b, device=scores.device), lengths - 1]  # [B, S] at each utterance's last frame
     ends = torch.stack([2 * token_lengths, (2 * token_lengths - 1).clamp(min=0)], dim=1)  # final blank, last token
     end_scores, which = last.gather(1, ends).max(dim=1)
-    path = backtrace(moves, ends.gather(1, which[:, None]), lengths)
-    return first_frames(path, lengths, tokens.shape[1]), torch.isfinite(end_scores)
+    return backtrace(moves, ends.gather(1, which[:, None]), lengths), torch.isfinite(end_scores)
 
 
 def viterbi(emissions: Tensor, extended: Tensor) -> Tuple[Tensor, Tensor]:
@@ -69,15 +83,28 @@ def backtrace(moves: Tensor, end_state: Tensor, lengths: Tensor) -> Tensor:
     return torch.cat(path[::-1], dim=1)
 
 
-def first_frames(path: Tensor, lengths: Tensor, n_tokens: int) -> Tensor:
-    """For a path of extended-sequence states [B, T], the first frame on each token's state [B, L],
-    -1 for tokens the path never visits (padding, or every token of an infeasible utterance)."""
+def frame_tokens(path: Tensor, lengths: Tensor, n_tokens: int) -> Tuple[Tensor, Tensor]:
+    """Which token the path is on at every frame [B, T] (n_tokens on blanks and past the end), and the
+    frame numbers [B, T]."""
     b, t_max = path.shape
     frames = torch.arange(t_max, device=path.device).expand(b, t_max)
     on_token = (path % 2 == 1) & (frames < lengths[:, None])
-    token = torch.where(on_token, path // 2, n_tokens)  # column n_tokens collects the blank frames
-    first = path.new_full((b, n_tokens + 1), t_max).scatter_reduce(1, token, frames, "amin")[:, :n_tokens]
+    return torch.where(on_token, path // 2, n_tokens), frames
+
+
+def first_frames(path: Tensor, lengths: Tensor, n_tokens: int) -> Tensor:
+    """For a path of extended-sequence states [B, T], the first frame on each token's state [B, L],
+    -1 for tokens the path never visits (padding, or every token of an infeasible utterance)."""
+    token, frames = frame_tokens(path, lengths, n_tokens)
+    t_max = path.shape[1]
+    first = path.new_full((len(path), n_tokens + 1), t_max).scatter_reduce(1, token, frames, "amin")[:, :n_tokens]
     return first.masked_fill(first == t_max, -1)
+
+
+def last_frames(path: Tensor, lengths: Tensor, n_tokens: int) -> Tensor:
+    """As first_frames, the last frame on each token's state [B, L]."""
+    token, frames = frame_tokens(path, lengths, n_tokens)
+    return path.new_full((len(path), n_tokens + 1), -1).scatter_reduce(1, token, frames, "amax")[:, :n_tokens]
 
 
 def diagonal_frames(token_lengths: Tensor, memory_lengths: Tensor, n_tokens: int) -> Tensor:

@@ -16,11 +16,12 @@ from tqdm import tqdm
 from .checkpoint import load_model_file
 from .chunking import split_long
 from .config import BATCH_SECONDS, MAX_BATCH_SIZE
-from .decode import DecodingOptions, DecodingResult, attention_map, decode
+from .decode import DecodingOptions, DecodingResult, attention_map, decode_memory
 from .errors import ASRError
 from .inputs import AudioInput, collect_segments
 from .segments import Segment, length_buckets, pad_waveforms
 from .text import SPACE, CharTokenizer, word_separator
+from .timestamps import Span, token_spans, words_with_times
 
 
 @dataclass
@@ -30,13 +31,15 @@ class Transcript:
     score: float
     nbest: List[Tuple[str, float]]  # best first
     tokens: List[Tuple[str, float]]  # each token with the time (s) its cross-attention peaked
+    words: List[Tuple[str, float, float]]  # each word with its start and end (s), by DecodingOptions.timestamps
     duration: float  # seconds of audio
     loop_guard_fired: int  # steps at which the loop guard diverted the decoder (DecodingOptions.loop_guard)
 
     def to_dict(self) -> dict:
         return dict(audio=self.name, text=self.text, score=self.score, duration=round(self.duration, 3),
                     nbest=[dict(text=t, score=s) for t, s in self.nbest],
-                    tokens=[dict(token=t, time=round(s, 3)) for t, s in self.tokens])
+                    tokens=[dict(token=t, time=round(s, 3)) for t, s in self.tokens],
+                    words=[dict(word=w, start=round(s, 3), end=round(e, 3)) for w, s, e in self.words])
 
 
 @dataclass
@@ -117,7 +120,7 @@ class Recognizer:
         options = options or self.options()
         pieces = [(i, piece) for i, segment in enumerate(segments)
                   for piece in (split_long(segment, self.sample_rate, chunk_seconds) if chunk_seconds else [segment])]
-        results: List[Optional[DecodingResult]] = [None] * len(pieces)
+        results: List[Optional[Tuple[DecodingResult, List[Span]]]] = [None] * len(pieces)
         timing = Timing()
         # longest first: a batch that does not fit in memory fails at once, not at the end
         batches = length_buckets([p.duration for _, p in pieces], batch_seconds, max_batch_size)[::-1]
@@ -132,39 +135,56 @@ class Recognizer:
         return Transcripts(self._join(segments, pieces, results), timing)
 
     def decode_arrays(self, audio: List[np.ndarray], options: DecodingOptions,
-                      timing: Optional[Timing] = None) -> List[DecodingResult]:
-        """One batch of mono samples at the model's rate; the time it took is added to `timing`."""
+                      timing: Optional[Timing] = None) -> List[Tuple[DecodingResult, List[Span]]]:
+        """One batch of mono samples at the model's rate: each result with the encoder frames its tokens
+        hold (asr/timestamps.py). The time it took is added to `timing`."""
         start = time.perf_counter()
         waves, lengths = pad_waveforms([torch.from_numpy(a) for a in audio])
-        results = decode(self.model, waves.to(self.device), lengths.to(self.device), options)
+        with torch.inference_mode():
+            memory, memory_lengths = self.model.encode(waves.to(self.device), lengths.to(self.device))
+            results = decode_memory(self.model, memory, memory_lengths, options)
+            spans = token_spans(self.model, memory, memory_lengths, results, options.timestamps)
         if timing is not None:
             timing.compute_seconds += time.perf_counter() - start
             timing.audio_seconds += float(lengths.sum()) / self.sample_rate
-        return results
+        return list(zip(results, spans))
 
     def text(self, tokens: List[int]) -> str:
         return self.tokenizer.decode(tokens).strip()
 
     def _join(self, segments: List[Segment], pieces: List[Tuple[int, Segment]],
-              results: List[DecodingResult]) -> List[Transcript]:
+              results: List[Tuple[DecodingResult, List[Span]]]) -> List[Transcript]:
         """One transcript per segment; a recording decoded in pieces gets the pieces' best texts joined
         (with a space, except in Chinese) and no n-best."""
-        per_segment: List[List[Tuple[Segment, DecodingResult]]] = [[] for _ in segments]
-        for (i, piece), result in zip(pieces, results):
-            per_segment[i].append((piece, result))
+        per_segment: List[List[Tuple[Segment, DecodingResult, List[Span]]]] = [[] for _ in segments]
+        for (i, piece), (result, spans) in zip(pieces, results):
+            per_segment[i].append((piece, result, spans))
         joiner = word_separator(self.lang)
         seconds = self.model.seconds_per_frame
         transcripts = []
         for segment, parts in zip(segments, per_segment):
-            text = joiner.join(t for t in (self.text(r.tokens) for _, r in parts) if t)
+            text = joiner.join(t for t in (self.text(r.tokens) for _, r, _ in parts) if t)
             start = segment.offset or 0.0
-            tokens = [(self.tokenizer.tokens[t].replace(SPACE, " "), (piece.offset or 0.0) - start + f * seconds)
-                      for piece, r in parts for t, f in zip(r.tokens, r.frames)]
+            tokens = [(self.token_text(t), (piece.offset or 0.0) - start + f * seconds)
+                      for piece, r, _ in parts for t, f in zip(r.tokens, r.frames)]
+            words = [w for piece, r, spans in parts for w in self.words(piece, r.tokens, spans, start)]
             nbest = ([(self.text(t), s) for t, s in parts[0][1].nbest] if len(parts) == 1
-                     else [(text, sum(r.score for _, r in parts))])
-            transcripts.append(Transcript(segment.id, text, nbest[0][1], nbest, tokens, segment.duration,
-                                          sum(r.loop_guard_fired for _, r in parts)))
+                     else [(text, sum(r.score for _, r, _ in parts))])
+            transcripts.append(Transcript(segment.id, text, nbest[0][1], nbest, tokens, words, segment.duration,
+                                          sum(r.loop_guard_fired for _, r, _ in parts)))
         return transcripts
+
+    def token_text(self, token: int) -> str:
+        return self.tokenizer.tokens[token].replace(SPACE, " ")
+
+    def words(self, piece: Segment, tokens: List[int], spans: List[Span],
+              start: float) -> List[Tuple[str, float, float]]:
+        """The words of a piece's tokens, timed in seconds from `start` in its recording; a token holding
+        frames [first, last] lasts from the start of the first to the end of the last (within the piece)."""
+        seconds, offset = self.model.seconds_per_frame, (piece.offset or 0.0) - start
+        starts = [offset + first * seconds for first, _ in spans]
+        ends = [offset + min((last + 1) * seconds, piece.duration) for _, last in spans]
+        return words_with_times([self.token_text(t) for t in tokens], starts, ends, self.lang)
 
     def attention(self, samples: np.ndarray, tokens: List[int], options: Optional[DecodingOptions] = None) -> torch.Tensor:
         """Cross-attention [tokens + 1, frames] of the decoder fed `tokens`, under the options' window."""

@@ -1,13 +1,24 @@
-"""Transcripts as text: `path<TAB>text` lines, a JSON array, or JSON lines with n-best, scores and
-per-token times; written atomically, never over a user's file unless asked to."""
+"""Transcripts as text: `path<TAB>text` lines, a JSON array, JSON lines with n-best, scores and
+per-token and per-word times, or subtitles (SRT, WebVTT) of one recording; written atomically, never
+over a user's file unless asked to.
+
+Subtitles are cues of one line each, made from the transcript's timed words in order: a word starts a
+new cue when the line would grow past MAX_LINE_CHARS characters or the cue past MAX_CUE_SECONDS (a
+single word longer than that is a cue of its own). A subtitle file belongs to one recording, so SRT
+and VTT take exactly one transcript: several are refused, never merged into one timeline."""
 import json
 import os
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from .errors import ASRError
 from .fileio import atomic_output, refuse_overwrite
 
-FORMATS = ("txt", "json", "jsonl")
+SUBTITLES = ("srt", "vtt")
+FORMATS = ("txt", "json", "jsonl") + SUBTITLES
+MAX_LINE_CHARS = 42  # the usual limit of a subtitle line (Netflix, BBC: 37-42)
+MAX_CUE_SECONDS = 7.0
+
+Cue = Tuple[float, float, str]  # start and end (s), the line
 
 
 def output_format(path: Optional[str], fmt: Optional[str]) -> str:
@@ -18,13 +29,50 @@ def output_format(path: Optional[str], fmt: Optional[str]) -> str:
     return fmt
 
 
-def format_transcripts(transcripts: Sequence, fmt: str) -> List[str]:
-    """Lines (each ending in a newline) of `transcripts` (asr.transcribe.Transcript) in `fmt`."""
+def format_transcripts(transcripts: Sequence, fmt: str, separator: str = " ") -> List[str]:
+    """Lines (each ending in a newline) of `transcripts` (asr.transcribe.Transcript) in `fmt`; subtitle
+    lines join words with `separator` (asr.text.word_separator of the model's language)."""
     if fmt == "txt":
         return [f"{t.name}\t{t.text}\n" for t in transcripts]
     if fmt == "jsonl":
         return [json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in transcripts]
+    if fmt in SUBTITLES:
+        if len(transcripts) > 1:
+            raise ASRError(f"{fmt} subtitles are of one recording; got {len(transcripts)}")
+        return format_subtitles([c for t in transcripts for c in subtitle_cues(t.words, separator)], fmt)
     return [json.dumps([t.to_dict() for t in transcripts], ensure_ascii=False, indent=1) + "\n"]
+
+
+def subtitle_cues(words: Sequence[Tuple[str, float, float]], separator: str = " ",
+                  max_chars: int = MAX_LINE_CHARS, max_seconds: float = MAX_CUE_SECONDS) -> List[Cue]:
+    """Timed words (word, start, end) grouped in order into one-line cues (see the module's docstring)."""
+    cues: List[Cue] = []
+    for word, start, end in words:
+        if cues:
+            first, _, line = cues[-1]
+            longer = line + separator + word
+            if len(longer) <= max_chars and end - first <= max_seconds:
+                cues[-1] = (first, end, longer)
+                continue
+        cues.append((start, end, word))
+    return cues
+
+
+def timestamp(seconds: float, decimal_mark: str) -> str:
+    """HH:MM:SS,mmm (SRT) or HH:MM:SS.mmm (WebVTT)."""
+    ms = round(seconds * 1000)
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{ms // 1000:02d}{decimal_mark}{ms % 1000:03d}"
+
+
+def format_subtitles(cues: Sequence[Cue], fmt: str) -> List[str]:
+    """SRT (numbered cues, comma before the milliseconds) or WebVTT (a header, a full stop), each cue
+    followed by a blank line."""
+    if fmt == "srt":
+        return [f"{i}\n{timestamp(s, ',')} --> {timestamp(e, ',')}\n{line}\n\n"
+                for i, (s, e, line) in enumerate(cues, 1)]
+    return ["WEBVTT\n\n"] + [f"{timestamp(s, '.')} --> {timestamp(e, '.')}\n{line}\n\n" for s, e, line in cues]
 
 
 def write_lines(path: str, lines: Sequence[str], overwrite: bool = False) -> None:

@@ -163,13 +163,15 @@ def _recognizer_and_options(args):
 
 
 def _transcribe_args(p: argparse.ArgumentParser) -> None:
+    from asr.writers import FORMATS
+
     p.add_argument("inputs", nargs="+", metavar="AUDIO",
                    help="audio files, folders (searched recursively) or manifests (.jsonl)")
     p.add_argument("--model", required=True, help="model file (EXP_DIR/model.pt)")
     p.add_argument("--out", help="write results here instead of printing 'path<TAB>text' lines")
-    p.add_argument("--format", choices=("txt", "json", "jsonl"),
-                   help="format of --out (default: from its extension, else txt); json(l) has n-best, "
-                        "scores and per-token times")
+    p.add_argument("--format", choices=FORMATS,
+                   help="format of --out (default: from its extension, else txt); json(l) has n-best, scores, "
+                        "per-token and per-word times; srt and vtt are subtitles of one audio file")
     p.add_argument("--chunk-seconds", type=float,
                    help="recordings longer than this are cut at quiet moments and decoded in pieces "
                         "(default: the longest utterance the model was trained on)")
@@ -179,9 +181,15 @@ def _transcribe_args(p: argparse.ArgumentParser) -> None:
 
 def _transcribe(args) -> int:
     from asr.fileio import refuse_overwrite
-    from asr.writers import format_transcripts, output_format, write_lines
+    from asr.inputs import MANIFEST_EXTENSIONS
+    from asr.text import word_separator
+    from asr.writers import SUBTITLES, format_transcripts, output_format, write_lines
 
     fmt = output_format(args.out, args.format)
+    if fmt in SUBTITLES and (len(args.inputs) > 1 or os.path.isdir(args.inputs[0])
+                             or args.inputs[0].lower().endswith(MANIFEST_EXTENSIONS)):
+        raise ASRError(f"{fmt} subtitles are of one audio file; for several, transcribe them one at a time "
+                       "or write json")
     if args.out:
         refuse_overwrite(args.out, args.overwrite)
     if args.chunk_seconds is not None and args.chunk_seconds <= 0:
@@ -195,7 +203,7 @@ def _transcribe(args) -> int:
 
     transcripts = recognizer.transcribe(args.inputs, options, batch_seconds=args.batch_seconds,
                                         chunk_seconds=args.chunk_seconds, progress=True, on_error=report)
-    lines = format_transcripts(transcripts, fmt)
+    lines = format_transcripts(transcripts, fmt, word_separator(recognizer.lang))
     if args.out:
         write_lines(args.out, lines, overwrite=True)
         print(f"{len(transcripts)} transcripts -> {args.out}", file=sys.stderr)

@@ -10,7 +10,9 @@ recording is in two of them: train from takes 10-49, dev from 5-9, test from 0-4
 (OUT/test_long.jsonl: 20-60 s utterances, for long-form decoding) from 0-4 as well. Audio is
 written at FSDD's 8 kHz under OUT/audio/<split>/; OUT/<split>.sources.jsonl lists, per utterance,
 the recordings it is made of, the sample at which each starts in the output, the samples of the
-recording kept [start, end) and the gain applied. The same --seed gives the same files, byte for
+recording kept [start, end) and the gain applied. Each manifest line also gives every word's true
+start and end in seconds, `words: [[word, start, end], ...]`: where its trimmed recording lies in the
+output (see `trim`), for measuring word timestamps. The same --seed gives the same files, byte for
 byte. --corpus-dir is FSDD's folder (holding recordings/) or its release archive."""
 import glob
 import os
@@ -71,8 +73,9 @@ def add_args(parser) -> None:
 
 
 def trim(audio: np.ndarray, top_db: float, frame: int = RATE // 100) -> Tuple[int, int]:
-    """The samples from the first to the last 10 ms frame within top_db of the loudest frame.
-    FSDD's takes have uneven silence around the word, which would blur the pauses set here."""
+    """The samples from the first to the last 10 ms frame whose energy (mean square) is within top_db
+    of the loudest frame's. FSDD's takes have uneven silence around the word, which would blur the
+    pauses set here; what is kept is the word, so its place in an utterance is the word's true time."""
     energy = np.square(np.pad(audio, (0, -len(audio) % frame)).reshape(-1, frame)).mean(axis=1)
     loud = np.flatnonzero(energy >= energy.max() * 10 ** (-top_db / 10))
     return int(loud[0] * frame), int(min(len(audio), (loud[-1] + 1) * frame))
@@ -165,8 +168,9 @@ def build_split(prep: Prep, split: str, count: int, pool: Pool, style: Style) ->
         write_wav(path, audio, RATE)
         sources = [dict(recording=r.name, path=r.path, offset=start, trim=list(r.trim), gain=r.gain)
                    for start, r in placed]
-        text = " ".join(DIGITS[r.digit] for _, r in placed)
-        prep.add(split, Segment(uid, path, len(audio) / RATE, text, speaker, "en"), sources)
+        words = [[DIGITS[r.digit], start / RATE, (start + len(r.audio)) / RATE] for start, r in placed]
+        text = " ".join(word for word, _, _ in words)
+        prep.add(split, Segment(uid, path, len(audio) / RATE, text, speaker, "en", info=dict(words=words)), sources)
 
 
 def prepare(prep: Prep) -> None:

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from asr.alignment import (choose_alignment_heads, ctc_forced_align, diagonal_frames, guided_attention_penalty,
-                           head_alignment_scores, query_frames)
+from asr.alignment import (choose_alignment_heads, ctc_forced_align, ctc_token_spans, diagonal_frames,
+                           guided_attention_penalty, head_alignment_scores, query_frames)
 from asr.model import IGNORE_ID
 
 BLANK = 0
@@ -64,6 +64,21 @@ def test_viterbi_finds_the_known_best_path_in_a_padded_batch():
     frames, feasible = ctc_forced_align(log_probs, lengths, tokens, token_lengths, BLANK)
     assert feasible.tolist() == [True, True, True, True]
     assert frames.tolist() == [[0, 2, 3], [2, -1, -1], [0, 1, -1], [1, 4, 7]]
+
+
+def test_token_spans_are_the_first_and_last_frames_each_token_holds():
+    v = 5
+    items = [
+        log_probs_from([BLANK, BLANK, 2, 2, BLANK], v),  # one token held for two frames
+        log_probs_from([BLANK, 3, BLANK, BLANK, 3, 3, BLANK, 4], v),  # a repeat with its blank in place
+        log_probs_from([3, 3, 4], v),  # too short for 3 _ 3 4
+    ]
+    log_probs, lengths = pad_batch(items, 8, v)
+    tokens, token_lengths = pad_tokens([[2], [3, 3, 4], [3, 3, 4]])
+    first, last, feasible = ctc_token_spans(log_probs, lengths, tokens, token_lengths, BLANK)
+    assert feasible.tolist() == [True, True, False]
+    assert first.tolist()[:2] == [[2, -1, -1], [1, 4, 7]] and last.tolist()[:2] == [[3, -1, -1], [1, 5, 7]]
+    assert first.tolist() == ctc_forced_align(log_probs, lengths, tokens, token_lengths, BLANK)[0].tolist()
 
 
 def test_viterbi_agrees_with_enumerating_every_alignment():

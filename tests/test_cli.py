@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -157,3 +158,47 @@ def test_heads_writes_a_model_with_its_alignment_heads_and_never_replaces_a_file
     no_text.write_text("".join(json.dumps({"audio": json.loads(line)["audio"]}) + "\n" for line in open(manifest)))
     assert main(["heads", "--model", model_path, "--manifest", str(no_text), "--out", str(tmp_path / "x.pt")]) == 1
     assert "no utterance has a reference text" in capsys.readouterr().err
+
+
+def test_transcribe_one_recording_to_subtitles(overfit_model, tmp_path, capsys):
+    """Three words 3 s apart in one file, decoded in pieces: SRT and VTT cues (more than one: a cue is
+    at most 7 s) in order, their times increasing within the audio, their words the transcript's;
+    several inputs are refused before decoding."""
+    import numpy as np
+    import soundfile as sf
+
+    from asr.audio import load_audio
+
+    model_path, manifest = overfit_model
+    words = [load_audio(json.loads(line)["audio"]) for line in open(manifest)][::2]
+    gap = np.zeros(16000 * 3, dtype=np.float32)
+    audio = tmp_path / "one_two_three.wav"
+    sf.write(audio, np.concatenate([words[0], gap, words[1], gap, words[2]]), 16000)
+    duration = audio_info(str(audio)).frames / 16000
+    assert main(["transcribe", "--model", model_path, "--out", str(tmp_path / "all.json"), str(audio)]) == 0
+    [transcript] = json.loads((tmp_path / "all.json").read_text())
+    for fmt, mark in (("srt", ","), ("vtt", ".")):
+        out = tmp_path / f"subtitles.{fmt}"
+        assert main(["transcribe", "--model", model_path, "--out", str(out), str(audio)]) == 0
+        text = out.read_text()
+        if fmt == "vtt":
+            assert text.startswith("WEBVTT\n\n")
+            text = text[len("WEBVTT\n\n"):]
+        cues = [block.split("\n") for block in text.split("\n\n")[:-1]]
+        assert text.endswith("\n\n") and len(cues) >= 2
+        if fmt == "srt":
+            assert [int(cue.pop(0)) for cue in cues] == list(range(1, len(cues) + 1))
+        times = []
+        for timing, line in cues:
+            start, end = timing.split(" --> ")
+            for stamp in (start, end):
+                assert re.fullmatch(rf"\d\d:\d\d:\d\d{re.escape(mark)}\d\d\d", stamp)
+                h, m, s = stamp.replace(mark, ".").split(":")
+                times.append(3600 * int(h) + 60 * int(m) + float(s))
+        assert times == sorted(times) and times[0] < times[-1] <= duration + 1e-3
+        assert " ".join(line for _, line in cues) == transcript["text"]
+    assert " ".join(w["word"] for w in transcript["words"]) == transcript["text"] and len(transcript["words"]) >= 2
+    capsys.readouterr()
+    assert main(["transcribe", "--model", model_path, "--out", str(tmp_path / "many.srt"), manifest]) == 1
+    assert "srt subtitles are of one audio file" in capsys.readouterr().err
+    assert not (tmp_path / "many.srt").exists()

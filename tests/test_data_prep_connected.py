@@ -12,6 +12,7 @@ import soundfile as sf
 from asr_cli import main
 from asr.data import load_manifest
 from data_prep.fsdd import DIGITS
+from data_prep.fsdd_connected import trim
 from data_prep.synth import VOICES, normalize
 
 CONNECTED_COUNTS = ("--num-train", 40, "--num-dev", 10, "--num-test", 20, "--num-long", 2)
@@ -88,6 +89,29 @@ def test_connected_transcript_is_what_the_audio_says(connected):
                 segment = audio[source["offset"]:source["offset"] + end - start]
                 assert correlation(segment, expected) > 0.99
                 assert np.sqrt(np.mean(expected ** 2)) == pytest.approx(0.05, rel=0.02) or np.abs(expected).max() > 0.98
+
+
+def test_connected_words_are_timed_where_their_speech_is(connected):
+    """Each word's recorded span is where its recording, trimmed by the stated rule (re-derived here
+    from the source file), was placed: re-synthesised, it is the output audio there; its first and last
+    10 ms are within 40 dB of its loudest; outside every span there is only the noise floor."""
+    for split, (utterances, sources) in read_corpus(connected[0]).items():
+        for utt in utterances:
+            audio, rate = sf.read(utt.path, dtype="float32")
+            words = utt.info["words"]
+            assert [word for word, _, _ in words] == utt.text.split()
+            outside = np.ones(len(audio), dtype=bool)
+            for (word, start, end), source in zip(words, sources[utt.id]):
+                first, last = round(start * rate), round(end * rate)
+                assert (start, end) == (first / rate, last / rate) and first == source["offset"]
+                original, _ = sf.read(source["path"], dtype="float32")
+                assert list(trim(original, 40.0)) == source["trim"]
+                speech = original[slice(*source["trim"])] * source["gain"]
+                assert last - first == len(speech) and correlation(audio[first:last], speech) > 0.99
+                energy = np.square(np.pad(speech, (0, -len(speech) % 80)).reshape(-1, 80)).mean(axis=1)
+                assert min(energy[0], energy[-1]) >= 1e-4 * energy.max()
+                outside[first:last] = False
+            assert np.sqrt(np.mean(np.square(audio[outside]))) < 0.0015  # the noise floor is 0.001
 
 
 def test_connected_digit_counts_repeats_and_long_form(connected):

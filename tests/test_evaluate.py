@@ -81,8 +81,9 @@ def test_loop_guard_count_is_summed_and_printed_when_the_guard_is_on(overfit_mod
     recognizer = asr.load_model(model_path)
     off = evaluate(recognizer, manifest, str(tmp_path / "off"), plots=0)
     assert off["loop_guard_fired"] == 0 and "loop guard" not in format_summary(off)
-    decode = asr.transcribe.decode
-    monkeypatch.setattr(asr.transcribe, "decode", lambda *a: [replace(r, loop_guard_fired=2) for r in decode(*a)])
+    decode = asr.transcribe.decode_memory
+    monkeypatch.setattr(asr.transcribe, "decode_memory",
+                        lambda *a: [replace(r, loop_guard_fired=2) for r in decode(*a)])
     on = evaluate(recognizer, manifest, str(tmp_path / "on"), DecodingOptions(loop_guard=30), plots=0)
     assert on["loop_guard_fired"] == 2 * 6
     assert json.loads((tmp_path / "on" / "summary.json").read_text())["loop_guard_fired"] == 12

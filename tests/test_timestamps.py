@@ -1,0 +1,72 @@
+from types import SimpleNamespace
+
+import pytest
+
+from asr.decode import DecodingOptions, DecodingResult
+from asr.segments import Segment
+from asr.text import CharTokenizer
+from asr.timestamps import token_spans, words_with_times
+from asr.transcribe import Recognizer
+
+from test_alignment import BLANK, log_probs_from, pad_batch
+
+
+def test_english_words_run_from_their_first_token_to_their_last():
+    tokens = [" ", "o", "n", "e", " ", " ", "t", "w", "<unk>", "o", " ", "<unk>"]
+    starts, ends = [float(i) for i in range(len(tokens))], [i + 0.5 for i in range(len(tokens))]
+    assert words_with_times(tokens, starts, ends, "en") == [("one", 1.0, 3.5), ("two", 6.0, 9.5)]
+
+
+def test_each_character_is_a_word_in_a_language_written_without_spaces():
+    tokens = ["你", "好", " ", "世", "<unk>", "界"]
+    starts, ends = [0.0, 0.2, 0.4, 0.5, 0.7, 0.8], [0.2, 0.4, 0.5, 0.7, 0.8, 1.0]
+    assert words_with_times(tokens, starts, ends, "zh-CN") == [("你", 0.0, 0.2), ("好", 0.2, 0.4), ("世", 0.5, 0.7),
+                                                               ("界", 0.8, 1.0)]
+
+
+def test_ctc_word_times_are_the_frames_the_forced_alignment_gives_each_word():
+    tokenizer = CharTokenizer(["<blank>", "<unk>", "<sos/eos>", "a", "b", "\u2581"])
+    a, b, space = 3, 4, 5
+    v = len(tokenizer)
+    items = [
+        # "ab ba": a on frames 1-2, b on 3, the space on 5, b on 7, a on 8-9; blanks between
+        log_probs_from([BLANK, a, a, b, BLANK, space, BLANK, b, a, a, BLANK, BLANK], v),
+        # three tokens cannot fit in two frames: no path, so attention's frames are used
+        log_probs_from([a, a], v),
+        # no token at all
+        log_probs_from([BLANK, BLANK, BLANK], v),
+    ]
+    log_probs, lengths = pad_batch(items, 12, v)
+    hypotheses = [[a, b, space, b, a], [a, space, a], []]
+    attended = [[0, 0, 0, 0, 0], [1, 0, 1], []]  # attention frames: a glance back counts as staying put
+    results = [DecodingResult(h, 0.0, f, [(h, 0.0)], 0) for h, f in zip(hypotheses, attended)]
+    # a model whose encoder output is its CTC log-probabilities, with 40 ms frames
+    model = SimpleNamespace(ctc_log_probs=lambda memory: memory, blank=BLANK, seconds_per_frame=0.04,
+                            cfg=SimpleNamespace(ctc_loss_weight=0.3))
+    spans = token_spans(model, log_probs, lengths, results, "ctc")
+    assert spans == [[(1, 2), (3, 3), (5, 5), (7, 7), (8, 9)], [(1, 1), (1, 1), (1, 1)], []]
+    attention = [[(0, 0)] * 5, [(1, 1)] * 3, []]
+    assert token_spans(model, log_probs, lengths, results, "attention") == attention
+    model.cfg.ctc_loss_weight = 0.0  # a CTC head never trained is not asked
+    assert token_spans(model, log_probs, lengths, results, "ctc") == attention
+
+    piece = Segment("x", "", duration=0.36, offset=10.0)  # the second piece of a recording cut at 10 s
+    words = Recognizer(model, tokenizer, "en").words(piece, hypotheses[0], spans[0], start=0.0)
+    assert [w for w, _, _ in words] == ["ab", "ba"]
+    assert [(round(s, 6), round(e, 6)) for _, s, e in words] == [(10.04, 10.16), (10.28, 10.36)]  # 10.4 capped
+
+
+def test_timestamps_option_is_ctc_or_attention():
+    assert DecodingOptions().timestamps == "ctc" and DecodingOptions(timestamps="attention")
+    with pytest.raises(ValueError, match="timestamps"):
+        DecodingOptions(timestamps="both")
+
+
+def test_transcripts_have_increasing_word_times_within_the_audio(overfit_model):
+    model_path, manifest = overfit_model
+    recognizer = Recognizer.load(model_path)
+    for source in ("ctc", "attention"):
+        for t in recognizer.transcribe(manifest, recognizer.options(timestamps=source)):
+            assert [w for w, _, _ in t.words] == t.text.split()
+            assert all(0 <= s < e <= t.duration for _, s, e in t.words), t.words
+            assert all(a[2] <= b[1] for a, b in zip(t.words, t.words[1:]))
