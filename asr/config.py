@@ -83,6 +83,7 @@ class TrainConfig:
             raise ASRError(f"train_weights has {len(self.train_weights)} entries for {len(self.train)} training manifests")
         if self.valid_decode_every < 1:
             raise ASRError("valid_decode_every must be 1 or more")
+        self.model_config(vocab_size=0)  # bad model options fail here, before an experiment folder is made
         self.decoding_options()
         self.augment_config()
 

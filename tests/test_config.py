@@ -77,6 +77,8 @@ def test_decoding_options_are_checked_when_the_config_is_loaded(config_file):
         load_train_config(config_file("preset: huge\n"))
     with pytest.raises(ASRError, match="amp must be one of"):
         load_train_config(config_file("amp: fp8\n"))
+    with pytest.raises(ASRError, match="bad model options: guided_attention_weight must be >= 0"):
+        load_train_config(config_file("preset: tiny\n"), ["model.guided_attention_weight=-1"])
 
 
 def test_the_old_name_of_the_ctc_loss_weight_still_reads(config_file):

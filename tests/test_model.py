@@ -28,6 +28,19 @@ def test_subsampler_lengths_match_its_output(factor):
         assert lengths.item() == -(-frames // factor)  # ceil(frames / factor)
 
 
+def adam_steps(model, waves, lengths, tokens, steps: int, record: str):
+    """`steps` Adam updates (lr 3e-3) on one batch: the `record` output of each step, and the last outputs."""
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    values = []
+    for _ in range(steps):
+        out = model(waves, lengths, tokens)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        values.append(out[record].item())
+    return values, out
+
+
 def test_padded_batch_equals_items_one_by_one(shared_data):
     model = tiny_model()
     names = ["3_george_0.wav", "7_lucas_1.wav", "0_jackson_2.wav"]
@@ -100,14 +113,7 @@ def test_loss_decreases_when_overfitting_real_speech(shared_data):
     model.specaugment.config.freq_masks = model.specaugment.config.time_masks = 0
     waves, lengths = fsdd_batch(shared_data, ["1_george_5.wav", "2_jackson_6.wav", "8_nicolas_7.wav"])
     tokens = torch.tensor([[5, 6, 7], [8, 9, IGNORE_ID], [10, 11, 4]])
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(60):
-        out = model(waves, lengths, tokens)
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-        losses.append(out["loss"].item())
+    losses, out = adam_steps(model, waves, lengths, tokens, steps=60, record="loss")
     assert losses[-1] < 0.25 * losses[0]
     assert out["correct"].item() == out["tokens"].item()  # every target token right
 
@@ -196,14 +202,7 @@ def test_training_with_guided_attention_lowers_the_penalty(shared_data):
     0.47 -> 0.17 in 15 steps, where training without the penalty leaves it at 0.44."""
     model = deterministic_training_model(guided_attention_weight=20.0, guided_attention_path="diagonal")
     waves, lengths = fsdd_batch(shared_data, GUIDED_NAMES)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    penalties = []
-    for _ in range(15):
-        out = model(waves, lengths, GUIDED_TOKENS)
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-        penalties.append(out["guided_loss"].item())
+    penalties, _ = adam_steps(model, waves, lengths, GUIDED_TOKENS, steps=15, record="guided_loss")
     assert penalties[-1] < 0.5 * penalties[0]
 
 
