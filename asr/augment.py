@@ -1,5 +1,5 @@
 """Waveform augmentation for training, applied per utterance in the data loader: speed
-perturbation, reverberation, additive noise and gain. Every draw comes from the caller's numpy
+perturbation, reverberation, additive noise, a narrow-band channel and gain. Every draw comes from the caller's numpy
 Generator, so a seeded loader augments identically on every run (and on resume)."""
 import os
 from dataclasses import dataclass, field
@@ -31,11 +31,15 @@ class AugmentConfig:
     reverb_prob: float = 0.0  # chance that an utterance is convolved with a room impulse response
     rir_dir: Optional[str] = None  # folder of room impulse responses; None = simulated ones
     rt60: List[float] = field(default_factory=lambda: [0.2, 0.8])  # [low, high] seconds for simulated RIRs to fall 60 dB
+    # chance that an utterance passes through a channel sampled at narrowband_rate (nothing above half
+    # of it survives), so wide-band corpora also teach a model for 8 kHz recordings (telephone, FSDD)
+    narrowband_prob: float = 0.0
+    narrowband_rate: int = 8000
 
     def __post_init__(self):
         if any(not f > 0 for f in self.speed_factors):
             raise AugmentError(f"speed_factors must all be positive, got {self.speed_factors}")
-        for name in ("noise_prob", "reverb_prob"):
+        for name in ("noise_prob", "reverb_prob", "narrowband_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise AugmentError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("volume_db", "noise_snr_db", "babble_speakers", "rt60"):
@@ -46,6 +50,8 @@ class AugmentConfig:
             raise AugmentError(f"babble_speakers must be whole numbers >= 1, got {self.babble_speakers}")
         if not self.rt60[0] > 0:
             raise AugmentError(f"rt60 must be positive, got {self.rt60}")
+        if self.narrowband_rate <= 0:
+            raise AugmentError(f"narrowband_rate must be a positive sample rate in Hz, got {self.narrowband_rate}")
 
 
 def _rms(x: np.ndarray) -> float:
@@ -60,6 +66,18 @@ def speed_perturb(samples: np.ndarray, sample_rate: int, factor: float) -> np.nd
     if factor == 1.0 or samples.size == 0:
         return samples
     return soxr.resample(samples, round(sample_rate * factor), sample_rate, quality="HQ").astype(np.float32)
+
+
+def narrowband(samples: np.ndarray, sample_rate: int, channel_rate: int) -> np.ndarray:
+    """The utterance as recorded through a channel sampled at channel_rate: band-limited resampled down
+    and back up, so nothing above channel_rate / 2 remains; same length. A no-op when channel_rate is
+    not below sample_rate."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if channel_rate >= sample_rate or samples.size == 0:
+        return samples
+    down = soxr.resample(samples, sample_rate, channel_rate, quality="HQ")
+    up = soxr.resample(down, channel_rate, sample_rate, quality="HQ").astype(np.float32)
+    return np.pad(up, (0, max(samples.size - up.size, 0)))[:samples.size]
 
 
 def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
@@ -128,8 +146,9 @@ def _list_audio(folder: str, name: str) -> List[str]:
 
 
 class Augmenter:
-    """Applies an AugmentConfig to one utterance: speed, reverb, noise, volume, in the order of a
-    recording chain (a faster talker, in a room, with noise around, through a gain stage).
+    """Applies an AugmentConfig to one utterance: speed, reverb, noise, channel, volume, in the order
+    of a recording chain (a faster talker, in a room, with noise around, through a narrow-band channel
+    and a gain stage).
 
     other_utterance(rng) returns the float32 samples of a random training utterance at
     sample_rate; it makes babble noise possible (without it, generated noise is coloured only)."""
@@ -149,7 +168,7 @@ class Augmenter:
         """False when every step is off: the loader can then skip the Augmenter altogether."""
         cfg = self.config
         return bool(any(f != 1.0 for f in cfg.speed_factors) or cfg.volume_db
-                    or cfg.noise_prob > 0 or cfg.reverb_prob > 0)
+                    or cfg.noise_prob > 0 or cfg.reverb_prob > 0 or cfg.narrowband_prob > 0)
 
     def __call__(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = np.asarray(samples, dtype=np.float32)
@@ -162,6 +181,8 @@ class Augmenter:
             x = reverberate(x, self._rir(rng))
         if cfg.noise_prob > 0 and rng.random() < cfg.noise_prob:
             x = mix_at_snr(x, self._noise(x.size, rng), rng.uniform(*cfg.noise_snr_db))
+        if cfg.narrowband_prob > 0 and rng.random() < cfg.narrowband_prob:
+            x = narrowband(x, self.sample_rate, cfg.narrowband_rate)
         if cfg.volume_db:
             x = x * np.float32(10.0 ** (rng.uniform(*cfg.volume_db) / 20.0))
         return x.astype(np.float32, copy=False)

@@ -53,7 +53,7 @@ class TrainConfig:
     keep_best: int = 5  # best checkpoints kept (by rank_by, then validation loss)
     rank_by: str = "cer"  # "cer" (greedy validation CER) or "acc" (teacher-forced accuracy; see checkpoint.py)
     average_best: int = 5  # model.pt = mean of this many best checkpoints (0 or 1: the best one)
-    amp: str = "none"  # "bf16" or "fp16": mixed precision on CUDA only
+    amp: str = "none"  # mixed precision: "bf16" (CUDA or CPU) or "fp16" (CUDA only)
     threads: int = 0  # torch threads per process (0 = torch's default)
     cmvn_utterances: int = 0  # 0 = every training utterance
     # stop before an epoch that would end past this many minutes of training (0 = no limit), so a

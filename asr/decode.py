@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .ctc_prefix import CTCPrefixScorer, CTCPrefixState
+from .lm import CharLM, reorder_state
 from .model import ASRModel
 
 
@@ -24,6 +25,8 @@ class DecodingOptions:
     beam_size: int = _option(10, "1 = greedy search on the attention decoder alone")
     nbest: int = _option(1, "hypotheses returned per input, at most beam_size")
     ctc_weight: float = _option(0.3, "λ in (1 − λ)·attention + λ·CTC prefix score (beam search); 0 = no CTC")
+    lm_weight: float = _option(0.3, "β: beam search adds β·log P_LM(token) when a language model is given "
+                                    "(--lm); ignored without one")
     ctc_pre_beam: int = _option(0, "extend each hypothesis only by its k best tokens by attention; 0 = any")
     length_penalty: float = _option(1.0, "α: finished hypotheses rank by score / length**α (EOS counted); "
                                          "0 = by total score")
@@ -52,6 +55,8 @@ class DecodingOptions:
             raise ValueError(f"need beam_size >= 1 and 1 <= nbest <= beam_size, got {self.beam_size}, {self.nbest}")
         if not 0.0 <= self.ctc_weight <= 1.0:
             raise ValueError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        if self.lm_weight < 0:
+            raise ValueError(f"lm_weight must be >= 0, got {self.lm_weight}")
         if self.ctc_pre_beam < 0:
             raise ValueError(f"ctc_pre_beam must be >= 0, got {self.ctc_pre_beam}")
         if self.max_tokens < 1 or self.max_length_ratio <= 0:
@@ -271,10 +276,11 @@ def greedy_search(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
 
 class JointScorer:
     """Scores every next token of every hypothesis: (1 − λ)·attention log-probability + λ·increment of
-    the CTC prefix score, −inf for forbidden tokens and, with a CTC pre-beam, for tokens outside each
-    hypothesis' best k by attention."""
+    the CTC prefix score (+ β·LM log-probability with a language model), −inf for forbidden tokens and,
+    with a CTC pre-beam, for tokens outside each hypothesis' best k by attention."""
 
-    def __init__(self, model: ASRModel, memory: Tensor, memory_lengths: Tensor, options: DecodingOptions):
+    def __init__(self, model: ASRModel, memory: Tensor, memory_lengths: Tensor, options: DecodingOptions,
+                 lm: Optional[CharLM] = None):
         self.weight, self.pre_beam = options.ctc_weight, options.ctc_pre_beam
         self.ctc = None
         if self.weight > 0:
@@ -282,9 +288,16 @@ class JointScorer:
                                        model.sos_eos, beam=options.beam_size)
             self.state: CTCPrefixState = self.ctc.initial_state()
             self.prefix_scores: Optional[Tensor] = None
+        self.lm, self.lm_weight = lm, options.lm_weight
+        if lm is not None:
+            self.lm_logp, self.lm_state = lm.start(len(memory_lengths) * options.beam_size, memory.device)
 
     def __call__(self, logp: Tensor, forbidden: Tensor) -> Tensor:
         """logp, forbidden [N, V] -> scores [N, V]."""
+        scores = self.acoustic(logp, forbidden)
+        return scores if self.lm is None else scores + self.lm_weight * self.lm_logp
+
+    def acoustic(self, logp: Tensor, forbidden: Tensor) -> Tensor:
         if self.ctc is None:
             return logp.masked_fill(forbidden, float("-inf"))
         if 0 < self.pre_beam < logp.shape[1]:
@@ -299,10 +312,12 @@ class JointScorer:
         """The survivors: hypotheses `parents` [N] extended by `tokens` [N]."""
         if self.ctc is not None:
             self.state = self.ctc.advance(self.state, parents, tokens, self.prefix_scores[parents, tokens])
+        if self.lm is not None:
+            self.lm_logp, self.lm_state = self.lm.step(tokens, reorder_state(self.lm_state, parents))
 
 
-def beam_search(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
-                options: DecodingOptions) -> List[DecodingResult]:
+def beam_search(model: ASRModel, memory: Tensor, memory_lengths: Tensor, options: DecodingOptions,
+                lm: Optional[CharLM] = None) -> List[DecodingResult]:
     """Beam search over all utterances × beams at once. Each step keeps, per utterance, the best
     beam_size non-EOS extensions of its beams (one top-k over beams × candidates); EOS extensions
     among the top beam_size end. An utterance is done when its beam_size-th ended hypothesis beats the
@@ -310,7 +325,7 @@ def beam_search(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
     b, k, eos = len(memory_lengths), options.beam_size, model.sos_eos
     device = memory.device
     step_once = DecoderStep(model, memory.repeat_interleave(k, dim=0), memory_lengths.repeat_interleave(k), options)
-    joint = JointScorer(model, memory, memory_lengths, options)
+    joint = JointScorer(model, memory, memory_lengths, options, lm)
     norm = LengthNorm(options.length_penalty, options.length_bonus)
     finished = FinishedHypotheses(b, k, step_once.max_steps, eos, device)
 
@@ -351,12 +366,14 @@ def beam_search(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
 
 @torch.inference_mode()
 def decode_memory(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
-                  options: DecodingOptions = DecodingOptions()) -> List[DecodingResult]:
-    """Decodes encoder output [B, T, D] with its lengths [B]."""
+                  options: DecodingOptions = DecodingOptions(), lm: Optional[CharLM] = None) -> List[DecodingResult]:
+    """Decodes encoder output [B, T, D] with its lengths [B]; a language model `lm` is fused into beam
+    search (greedy search ignores it)."""
     if (memory_lengths < 1).any():
         raise ValueError("an utterance is too short to give a single encoder frame")
-    search = greedy_search if options.beam_size == 1 else beam_search
-    return search(model, memory, memory_lengths, options)
+    if options.beam_size == 1:
+        return greedy_search(model, memory, memory_lengths, options)
+    return beam_search(model, memory, memory_lengths, options, lm)
 
 
 @torch.inference_mode()
@@ -379,8 +396,8 @@ def attention_map(model: ASRModel, memory: Tensor, memory_lengths: Tensor, token
 
 @torch.inference_mode()
 def decode(model: ASRModel, waveforms: Tensor, lengths: Tensor,
-           options: DecodingOptions = DecodingOptions()) -> List[DecodingResult]:
+           options: DecodingOptions = DecodingOptions(), lm: Optional[CharLM] = None) -> List[DecodingResult]:
     """Transcribes waveforms [B, S] (16 kHz float) of lengths [B] samples: one result per utterance.
     The model should be in eval mode."""
     memory, memory_lengths = model.encode(waveforms, lengths)
-    return decode_memory(model, memory, memory_lengths, options)
+    return decode_memory(model, memory, memory_lengths, options, lm)

@@ -1,9 +1,10 @@
 """Writing files so that an interrupted or failed write never leaves a partial file or harms the
-previous one: every output of ours (manifests, checkpoints, model files, reports) goes through here."""
+previous one: every output of ours (manifests, checkpoints, model files, reports) goes through here;
+and reading a user's text file with a one-line error."""
 import contextlib
 import os
 import tempfile
-from typing import Iterator
+from typing import Iterator, List
 
 import torch
 
@@ -38,3 +39,14 @@ def refuse_overwrite(path: str, overwrite: bool) -> None:
     """Outputs never replace a user's file unless asked to."""
     if os.path.exists(path) and not overwrite:
         raise ASRError(f"{path} exists: pass --overwrite to replace it")
+
+
+def read_text_lines(path: str) -> List[str]:
+    """The lines of a UTF-8 text file, or an ASRError naming the file and what is wrong with it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        raise ASRError(f"{path}: no such file") from None
+    except (IsADirectoryError, UnicodeDecodeError) as e:
+        raise ASRError(f"{path}: not a UTF-8 text file ({type(e).__name__})") from None

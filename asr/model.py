@@ -26,6 +26,8 @@ class ModelConfig:
     subsampling: int = 4  # 4, 6 or 8
     conv_channels: int = 64  # channels of the subsampler's convolutions (cost grows with its square)
     dropout: float = 0.1
+    # > 0: each encoder block gets a Conformer convolution module with a depthwise kernel this wide (odd)
+    conv_kernel: int = 0
     ctc_loss_weight: float = 0.3  # λ of the training loss (1 − λ)·attention + λ·CTC
     label_smoothing: float = 0.1
     utterance_cmn: bool = False  # also subtract each utterance's own mean (channel normalisation)
@@ -43,6 +45,8 @@ class ModelConfig:
     GUIDED_PATHS: ClassVar[Tuple[str, ...]] = ("ctc", "diagonal")
 
     def __post_init__(self):
+        if self.conv_kernel < 0 or (self.conv_kernel and self.conv_kernel % 2 == 0):
+            raise ValueError(f"conv_kernel must be 0 (off) or an odd width in frames, got {self.conv_kernel}")
         if self.guided_attention_weight < 0:
             raise ValueError(f"guided_attention_weight must be >= 0, got {self.guided_attention_weight}")
         if self.guided_attention_sigma <= 0:
@@ -174,10 +178,32 @@ def feed_forward(d_model: int, d_ff: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
 
 
+class ConvModule(nn.Module):
+    """Conformer's convolution module (pre-LN, pointwise + GLU, depthwise, LayerNorm + Swish, pointwise):
+    local patterns such as formant movements, which self-attention learns slowly from little data.
+    Padded frames are zeroed before the depthwise convolution, so a batch gives each item what it
+    would get alone. LayerNorm rather than BatchNorm: batches here are small and padded."""
+
+    def __init__(self, d_model: int, kernel: int, dropout: float):
+        super().__init__()
+        self.ln = nn.LayerNorm(d_model)
+        self.pointwise_in = nn.Linear(d_model, 2 * d_model)
+        self.depthwise = nn.Conv1d(d_model, d_model, kernel, padding=kernel // 2, groups=d_model)
+        self.norm = nn.LayerNorm(d_model)
+        self.pointwise_out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: Tensor, valid: Tensor) -> Tensor:
+        """x [B, T, D], valid [B, T] (True = a real frame)."""
+        h = F.glu(self.pointwise_in(self.ln(x)), dim=-1).masked_fill(~valid[..., None], 0.0)
+        h = self.depthwise(h.transpose(1, 2)).transpose(1, 2)
+        return self.pointwise_out(F.silu(self.norm(h)))
+
+
 class EncoderBlock(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, conv_kernel: int = 0):
         super().__init__()
         self.attn_ln, self.attn = nn.LayerNorm(d_model), MultiHeadAttention(d_model, n_heads, dropout)
+        self.conv = ConvModule(d_model, conv_kernel, dropout) if conv_kernel else None
         self.ff_ln, self.ff = nn.LayerNorm(d_model), feed_forward(d_model, d_ff, dropout)
         self.dropout = nn.Dropout(dropout)
 
@@ -185,6 +211,8 @@ class EncoderBlock(nn.Module):
         h = self.attn_ln(x)
         k, v = self.attn.project_key_value(h)
         x = x + self.dropout(self.attn.attend(h, k, v, mask)[0])
+        if self.conv is not None:
+            x = x + self.dropout(self.conv(x, mask[:, 0, 0, :]))
         return x + self.dropout(self.ff(self.ff_ln(x)))
 
 
@@ -193,11 +221,12 @@ class BlockStack(nn.Module):
     dropout, a stack of blocks and a final LayerNorm. Built after each one's own input layer, so
     parameters are created (and randomly initialised) in the same order as ever."""
 
-    def add_stack(self, cfg: ModelConfig, block: type, layers: int) -> None:
+    def add_stack(self, cfg: ModelConfig, block: type, layers: int, **block_options) -> None:
         self.register_buffer("positions", sinusoids(cfg.max_positions, cfg.d_model), persistent=False)
         self.scale = math.sqrt(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(block(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout) for _ in range(layers))
+        self.blocks = nn.ModuleList(block(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, **block_options)
+                                    for _ in range(layers))
         self.ln = nn.LayerNorm(cfg.d_model)
 
     def with_positions(self, x: Tensor, offset: int = 0) -> Tensor:
@@ -208,7 +237,7 @@ class Encoder(BlockStack):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.subsample = ConvSubsampler(cfg.features.n_mels, cfg.d_model, cfg.conv_channels, cfg.subsampling)
-        self.add_stack(cfg, EncoderBlock, cfg.encoder_layers)
+        self.add_stack(cfg, EncoderBlock, cfg.encoder_layers, conv_kernel=cfg.conv_kernel)
 
     def forward(self, feats: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
         x, lengths = self.subsample(feats, lengths)

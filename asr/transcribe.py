@@ -13,12 +13,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load_model_file
+from .checkpoint import load_checkpoint, load_model_file
 from .chunking import split_long
 from .config import BATCH_SECONDS, MAX_BATCH_SIZE
 from .decode import DecodingOptions, DecodingResult, attention_map, decode_memory
 from .errors import ASRError
 from .inputs import AudioInput, collect_segments
+from .lm import CharLM, check_vocabulary, lm_from_file
 from .segments import Segment, length_buckets, pad_waveforms
 from .text import SPACE, CharTokenizer, word_separator
 from .timestamps import Span, token_spans, words_with_times
@@ -64,16 +65,23 @@ class Transcripts(list):
 @dataclass
 class Recognizer:
     """A loaded model file, ready to transcribe. `info` is what training recorded in it: the
-    longest training utterance and the decoding options the recipe measured (`info["decoding"]`)."""
+    longest training utterance and the decoding options the recipe measured (`info["decoding"]`).
+    `lm`, a character language model on the same vocabulary, is fused into beam search."""
     model: torch.nn.Module
     tokenizer: CharTokenizer
     lang: str
     info: dict = field(default_factory=dict)
+    lm: Optional[CharLM] = None
 
     @classmethod
-    def load(cls, path: str, device: str = "cpu") -> "Recognizer":
+    def load(cls, path: str, device: str = "cpu", lm_path: Optional[str] = None) -> "Recognizer":
         loaded = load_model_file(path, device)
-        return cls(loaded.model, loaded.tokenizer, loaded.lang, loaded.info)
+        lm = None
+        if lm_path:
+            lm, lm_tokens, _ = lm_from_file(load_checkpoint(lm_path), lm_path)
+            check_vocabulary(lm_tokens, loaded.tokenizer.tokens, lm_path)
+            lm = lm.to(device)
+        return cls(loaded.model, loaded.tokenizer, loaded.lang, loaded.info, lm)
 
     @property
     def default_chunk_seconds(self) -> float:
@@ -142,7 +150,7 @@ class Recognizer:
         waves, lengths = pad_waveforms([torch.from_numpy(a) for a in audio])
         with torch.inference_mode():
             memory, memory_lengths = self.model.encode(waves.to(self.device), lengths.to(self.device))
-            results = decode_memory(self.model, memory, memory_lengths, options)
+            results = decode_memory(self.model, memory, memory_lengths, options, self.lm)
             spans = token_spans(self.model, memory, memory_lengths, results, options.timestamps)
         if timing is not None:
             timing.compute_seconds += time.perf_counter() - start

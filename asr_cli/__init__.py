@@ -129,6 +129,38 @@ def _heads(args) -> int:
     return 0
 
 
+def _train_lm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="the recogniser (EXP_DIR/model.pt) whose vocabulary the LM spells with")
+    p.add_argument("--text", nargs="+", required=True, metavar="FILE",
+                   help="training text: manifests (.jsonl, their transcripts) or text files (one sentence a line)")
+    p.add_argument("--valid-text", nargs="+", required=True, metavar="FILE",
+                   help="held-out text (e.g. the dev manifest), for perplexity and choosing the best epoch")
+    p.add_argument("--out", required=True, help="language model file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="LMTrainConfig entries (asr/train_lm.py), e.g. epochs=10 lm.hidden=256")
+
+
+def _train_lm(args) -> int:
+    from asr.fileio import refuse_overwrite
+    from asr.train_lm import lm_train_config, read_texts, train_lm, vocabulary_of
+
+    refuse_overwrite(args.out, args.overwrite)
+    cfg = lm_train_config(args.set)
+    tokenizer, lang = vocabulary_of(args.model)
+    train_texts = [t for path in args.text for t in read_texts(path, lang)]
+    valid_texts = [t for path in args.valid_text for t in read_texts(path, lang)]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    info = train_lm(cfg, train_texts, valid_texts, tokenizer, args.out,
+                    info=dict(text=[os.path.abspath(p) for p in args.text], model=os.path.abspath(args.model)))
+    unknown = sum(info["unknown_characters"].values())
+    print(f"{info['train_sentences']:,} sentences ({info['train_characters']:,} characters"
+          f"{f', {unknown:,} outside the vocabulary' if unknown else ''}); held-out perplexity "
+          f"{info['valid_perplexity']:.3f} per character", file=sys.stderr)
+    print(args.out)
+    return 0
+
+
 def _prep_args(p: argparse.ArgumentParser) -> None:
     from data_prep import CORPORA
 
@@ -148,6 +180,8 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
     from asr.config import BATCH_SECONDS
 
     add_dataclass_flags(p, DecodingOptions, "decoding", ", or what the model file recommends")
+    p.add_argument("--lm", metavar="LM_FILE",
+                   help="character language model (asr train-lm) fused into beam search with weight --lm-weight")
     p.add_argument("--batch-seconds", type=float, default=BATCH_SECONDS,
                    help="padded audio per batch (default %(default)s)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (auto: cuda when available)")
@@ -158,7 +192,7 @@ def _recognizer_and_options(args):
     from asr.decode import DecodingOptions
     from asr.transcribe import Recognizer
 
-    recognizer = Recognizer.load(args.model, _device(args.device))
+    recognizer = Recognizer.load(args.model, _device(args.device), args.lm)
     return recognizer, recognizer.options(**given_values(args, DecodingOptions))
 
 
@@ -277,13 +311,9 @@ def _score(args) -> int:
 
 def _read_texts(path: str, with_ids: bool) -> dict:
     """Line number (or ID) -> text."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        raise ASRError(f"{path}: no such file") from None
-    except (IsADirectoryError, UnicodeDecodeError) as e:
-        raise ASRError(f"{path}: not a UTF-8 text file ({type(e).__name__})") from None
+    from asr.fileio import read_text_lines
+
+    lines = read_text_lines(path)
     if not with_ids:
         return dict(enumerate(lines))
     texts = {}
@@ -302,6 +332,7 @@ COMMANDS = {
     "average": (_average_args, _average, "average checkpoints into one model file"),
     "heads": (_heads_args, _heads, "choose a model's alignment heads (the cross-attention heads that follow "
                                    "the audio) on dev data"),
+    "train-lm": (_train_lm_args, _train_lm, "train a character language model on text, for beam search fusion"),
     "prep": (_prep_args, _prep, "write train/dev/test manifests for a corpus, downloading it if needed"),
     "transcribe": (_transcribe_args, _transcribe, "transcribe audio files, folders or manifests"),
     "evaluate": (_evaluate_args, _evaluate, "decode a test manifest and score CER/WER"),

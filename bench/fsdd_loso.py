@@ -4,10 +4,12 @@ split only meets voices it trained on. Prints a markdown row per held-out speake
 
     python bench/fsdd_loso.py --data exp/fsdd/data [--config recipes/fsdd/conf/train.yaml]
       [--set KEY=VALUE ...] [--speakers george ...] [--out exp/fsdd_loso]
+      [--extra-train OTHER.jsonl ... [--extra-weights W ...]]
 
 --data is the output of `asr prep fsdd`. Training uses the four speakers' train split and validates
 on their dev split (takes 5-9); the held-out speaker's 500 recordings (all takes) are the test set.
-Each run's experiment folder is kept under --out/<speaker>/."""
+Each run's experiment folder is kept under --out/<speaker>/. --extra-train adds other corpora (none of
+FSDD's speakers) to every fold's training, drawn per epoch with --extra-weights (FSDD's weight is 1)."""
 import argparse
 import json
 import os
@@ -41,9 +43,17 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="training config changes")
     parser.add_argument("--speakers", nargs="+", default=list(SPEAKERS), choices=SPEAKERS)
     parser.add_argument("--out", default="exp/fsdd_loso")
+    parser.add_argument("--extra-train", nargs="*", default=[], metavar="MANIFEST",
+                        help="other corpora trained on in every fold")
+    parser.add_argument("--extra-weights", nargs="*", type=float, default=[], metavar="W",
+                        help="per-epoch sampling weight of each --extra-train manifest (default 1)")
     args = parser.parse_args()
-    cfg = load_train_config(args.config, args.set)
-    print(f"config {args.config} {' '.join(args.set)}\n")
+    if args.extra_weights and len(args.extra_weights) != len(args.extra_train):
+        parser.error("give one --extra-weights entry per --extra-train manifest")
+    weights = [1.0] + (args.extra_weights or [1.0] * len(args.extra_train))
+    cfg = load_train_config(args.config, args.set + ([f"train_weights={weights}"] if args.extra_train else []))
+    extra = " ".join(f"{m} (weight {w:g})" for m, w in zip(args.extra_train, weights[1:]))
+    print(f"config {args.config} {' '.join(args.set)}" + (f"\nalso training on {extra}" if extra else "") + "\n")
     print("| held-out speaker | test utterances | CER % | WER % | training min |\n|---|---|---|---|---|")
     cers = []
     for speaker in args.speakers:
@@ -51,7 +61,7 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)  # this script's own output from an earlier run
         train_manifest, valid_manifest, test_manifest = split_by_speaker(args.data, speaker, folder)
         start = time.perf_counter()
-        model = train(cfg, train_manifest, valid_manifest, os.path.join(folder, "exp"))
+        model = train(cfg, [train_manifest, *args.extra_train], valid_manifest, os.path.join(folder, "exp"))
         minutes = (time.perf_counter() - start) / 60
         summary = evaluate(Recognizer.load(model), test_manifest, os.path.join(folder, "eval"), plots=0)
         cers.append(summary["cer"])
@@ -59,7 +69,8 @@ def main() -> None:
               f"| {minutes:.1f} |", flush=True)
     print(f"| mean | | {100 * statistics.mean(cers):.2f} | | |\n| worst | | {100 * max(cers):.2f} | | |")
     with open(os.path.join(args.out, "summary.json"), "w") as f:
-        json.dump(dict(config=args.config, overrides=args.set, cer=dict(zip(args.speakers, cers))), f, indent=1)
+        json.dump(dict(config=args.config, overrides=args.set, extra_train=dict(zip(args.extra_train, weights[1:])),
+                       cer=dict(zip(args.speakers, cers))), f, indent=1)
 
 
 if __name__ == "__main__":

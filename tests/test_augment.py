@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 
 from asr.audio import load_audio
-from asr.augment import (AugmentConfig, Augmenter, coloured_noise, mix_at_snr, simulated_rir,
+from asr.augment import (AugmentConfig, Augmenter, coloured_noise, mix_at_snr, narrowband, simulated_rir,
                          speed_perturb)
 from asr.errors import ASRError
 
@@ -41,6 +41,25 @@ def test_speed_perturb_changes_length_and_pitch_by_the_factor(factor):
     assert y.dtype == np.float32
     assert abs(len(y) - len(x) / factor) <= 0.01 * len(x) / factor
     assert abs(peak_hz(y) - 440 * factor) < 2.0  # 396 or 484 Hz, far from 440
+
+
+def band_db(x, low, high):
+    """Energy in dB of x between low and high Hz."""
+    spectrum = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / SR)
+    return 10 * np.log10(spectrum[(freqs >= low) & (freqs < high)].sum() + 1e-30)
+
+
+def test_narrowband_removes_what_an_8_khz_channel_cannot_carry():
+    x = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
+    y = narrowband(x, SR, 8000)
+    assert y.dtype == np.float32 and len(y) == len(x)
+    assert band_db(x, 4200, 8000) - band_db(y, 4200, 8000) > 45  # gone above the channel's 4 kHz
+    assert abs(band_db(x, 100, 3500) - band_db(y, 100, 3500)) < 0.2  # kept below it
+    np.testing.assert_array_equal(narrowband(x, SR, SR), x)
+    assert Augmenter(AugmentConfig(narrowband_prob=1.0), SR).enabled
+    out = Augmenter(AugmentConfig(narrowband_prob=1.0, narrowband_rate=8000), SR)(x, np.random.default_rng(1))
+    np.testing.assert_array_equal(out, y)
 
 
 @pytest.mark.parametrize("target", [-5.0, 0.0, 10.0, 20.0, 35.0])
@@ -233,7 +252,8 @@ def test_real_speech(shared_data):
     (dict(volume_db=[3.0, -3.0]), "volume_db"), (dict(volume_db=[1.0]), "volume_db"),
     (dict(noise_snr_db=[20.0, 5.0]), "noise_snr_db"), (dict(babble_speakers=[0, 2]), "babble_speakers"),
     (dict(babble_speakers=[2.5, 3]), "babble_speakers"), (dict(rt60=[0.0, 0.5]), "rt60"),
-    (dict(rt60=[0.8, 0.2]), "rt60"),
+    (dict(rt60=[0.8, 0.2]), "rt60"), (dict(narrowband_prob=2.0), "narrowband_prob"),
+    (dict(narrowband_rate=0), "narrowband_rate"),
 ])
 def test_config_validation(kwargs, field):
     with pytest.raises(ValueError, match=field):

@@ -41,8 +41,9 @@ def adam_steps(model, waves, lengths, tokens, steps: int, record: str):
     return values, out
 
 
-def test_padded_batch_equals_items_one_by_one(shared_data):
-    model = tiny_model()
+@pytest.mark.parametrize("conv_kernel", [0, 15])
+def test_padded_batch_equals_items_one_by_one(shared_data, conv_kernel):
+    model = tiny_model(conv_kernel=conv_kernel)
     names = ["3_george_0.wav", "7_lucas_1.wav", "0_jackson_2.wav"]
     waves, lengths = fsdd_batch(shared_data, names)
     tokens = torch.tensor([[3, 4, 5, 6], [7, 8, IGNORE_ID, IGNORE_ID], [9, 10, 11, IGNORE_ID]])
@@ -58,6 +59,46 @@ def test_padded_batch_equals_items_one_by_one(shared_data):
             k = (tokens[i] != IGNORE_ID).sum().item() + 1
             one_logits, _ = model.decoder(inputs[i: i + 1, :k], one_memory, one_len)
             torch.testing.assert_close(one_logits[0], logits[i, :k], atol=1e-4, rtol=1e-4)
+
+
+def test_conformer_conv_module_is_optional_and_checked():
+    assert tiny_model().encoder.blocks[0].conv is None
+    with_conv = tiny_model(conv_kernel=7)
+    assert with_conv.encoder.blocks[0].conv.depthwise.kernel_size == (7,)
+    extra = sum(p.numel() for p in with_conv.parameters()) - sum(p.numel() for p in tiny_model().parameters())
+    d = PRESETS["tiny"]["d_model"]
+    # per block: LayerNorm, d->2d pointwise, depthwise (d x 7 + d), LayerNorm, d->d pointwise
+    assert extra == PRESETS["tiny"]["encoder_layers"] * (2 * d + (2 * d * d + 2 * d) + 8 * d + 2 * d + d * d + d)
+    for bad in (-1, 4):
+        with pytest.raises(ValueError, match="conv_kernel"):
+            ModelConfig(vocab_size=V, conv_kernel=bad)
+
+
+def test_bf16_autocast_on_cpu_trains_close_to_float32(shared_data):
+    """CPU bf16 (asr.runtime.autocast): the loss stays within bf16 rounding of float32's and still falls."""
+    from asr.runtime import autocast
+    waves, lengths = fsdd_batch(shared_data, ["3_george_0.wav", "7_lucas_1.wav"])
+    tokens = torch.tensor([[3, 4, 5], [6, 7, IGNORE_ID]])
+    model = tiny_model().train()
+    torch.manual_seed(1)
+    reference = model(waves, lengths, tokens)["loss"]
+    with autocast("bf16", torch.device("cpu")):
+        torch.manual_seed(1)
+        mixed = model(waves, lengths, tokens)["loss"]
+    assert mixed.dtype == torch.float32
+    assert abs(mixed.item() - reference.item()) < 0.02 * reference.item()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        with autocast("bf16", torch.device("cpu")):
+            loss = model(waves, lengths, tokens)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    with autocast("fp16", torch.device("cpu")):  # fp16 is for CUDA only: no-op here
+        assert model.ctc(torch.randn(1, PRESETS["tiny"]["d_model"])).dtype == torch.float32
 
 
 def test_changing_a_future_token_leaves_earlier_outputs_unchanged():
