@@ -71,6 +71,13 @@ class CTCPrefixScorer:
         psi[:, self.eos] = state.forward[-1].logsumexp(dim=0)
         return psi
 
+    def emission_frames(self, state: CTCPrefixState) -> Tensor:
+        """[N] the frame at which each prefix's last token is most likely being emitted (argmax over t of
+        r^n_t): where CTC's alignment says the hypothesis has got to; 0 for the empty prefix."""
+        if state.length == 0:
+            return torch.zeros_like(state.last_token)
+        return state.forward[:, 1].argmax(dim=0)
+
     def advance(self, state: CTCPrefixState, parents: Tensor, tokens: Tensor, prefix_scores: Tensor) -> CTCPrefixState:
         """Forward variables of the extensions parent + token (tokens [N], never EOS), with their ψ from
         `score`. A prefix of L + 1 tokens cannot be complete before frame L, so the recursion starts there:

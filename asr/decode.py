@@ -40,6 +40,10 @@ class DecodingOptions:
                                                "frame the previous step attended; none = no limit")
     window_forward: Optional[int] = _option(None, "encoder frames cross-attention may move forward per step; "
                                                   "none = no limit")
+    window_from: str = _option("attention", "what the window follows: the frame the previous step attended "
+                                            "(attention), or the frame at which CTC's best alignment of the "
+                                            "hypothesis emits its last character (ctc: triggered attention; "
+                                            "beam search with CTC only)")
     eos_near_end: Optional[int] = _option(None, "EOS only while attending within this many frames of the end; "
                                                 "none = anywhere")
     loop_guard: Optional[int] = _option(None, "an n-gram just said twice (n up to this many tokens) may not go on "
@@ -64,6 +68,10 @@ class DecodingOptions:
         for name in ("window_back", "window_forward", "eos_near_end", "loop_guard"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"{name} must be >= 0 or None")
+        if self.window_from not in ("attention", "ctc"):
+            raise ValueError(f"window_from must be attention or ctc, got {self.window_from!r}")
+        if self.window_from == "ctc" and (self.beam_size == 1 or self.ctc_weight == 0):
+            raise ValueError("window_from ctc needs beam search (beam_size > 1) with ctc_weight > 0")
         if self.timestamps not in ("ctc", "attention"):
             raise ValueError(f"timestamps must be ctc or attention, got {self.timestamps!r}")
 
@@ -189,12 +197,14 @@ class DecoderStep:
         """Cross-attention [N, layers, heads, T] -> its mean over the alignment heads [N, T]."""
         return weights.flatten(1, 2).index_select(1, self.heads).mean(dim=1)
 
-    def __call__(self, history: Tensor, frames: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """history, frames [N, L]: each hypothesis' tokens so far and the frame each was read at."""
+    def __call__(self, history: Tensor, frames: Tensor, anchor: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """history, frames [N, L]: each hypothesis' tokens so far and the frame each was read at.
+        anchor [N]: the frame the window follows, when not the one attended last (window_from ctc)."""
         step = history.shape[1]
         tokens = history[:, -1] if step else torch.full_like(self.max_tokens, self.sos)
-        last_frame = frames[:, -1] if step else torch.zeros_like(self.max_tokens)
-        logits, weights = self.decoder.step(tokens, self.cache, self.window.mask(last_frame, self.num_frames))
+        if anchor is None:
+            anchor = frames[:, -1] if step else torch.zeros_like(self.max_tokens)
+        logits, weights = self.decoder.step(tokens, self.cache, self.window.mask(anchor, self.num_frames))
         logp = logits.float().log_softmax(dim=-1)
         frame = self.attention(weights).argmax(dim=-1)
         forbidden = self.rules.forbidden(step, frame, self.memory_lengths, self.max_tokens)
@@ -308,6 +318,10 @@ class JointScorer:
         gain = (self.prefix_scores - self.state.prefix_score[:, None]).nan_to_num(nan=float("-inf"))
         return ((1 - self.weight) * logp + self.weight * gain).masked_fill(forbidden, float("-inf"))
 
+    def ctc_frames(self) -> Tensor:
+        """[N] per hypothesis, the frame at which CTC's best alignment emits its last character."""
+        return self.ctc.emission_frames(self.state)
+
     def advance(self, parents: Tensor, tokens: Tensor) -> None:
         """The survivors: hypotheses `parents` [N] extended by `tokens` [N]."""
         if self.ctc is not None:
@@ -336,8 +350,9 @@ def beam_search(model: ASRModel, memory: Tensor, memory_lengths: Tensor, options
     history = frames = torch.zeros((b * k, 0), dtype=torch.long, device=device)
     first_row = torch.arange(b, device=device)[:, None] * k
     rank = torch.arange(2 * k, device=device)[None, :]
+    anchor = torch.zeros(b * k, dtype=torch.long, device=device) if options.window_from == "ctc" else None
     for step in range(step_once.max_steps):
-        logp, forbidden, frame = step_once(history, frames)
+        logp, forbidden, frame = step_once(history, frames, anchor)
         extended = scores[:, None] + joint(logp, forbidden)
         v = extended.shape[1]
         top_scores, top = extended.view(b, k * v).topk(2 * k, dim=1)  # at most k of them are EOS
@@ -361,6 +376,8 @@ def beam_search(model: ASRModel, memory: Tensor, memory_lengths: Tensor, options
         frames = torch.cat([frames[parents], frame[parents, None]], dim=1)
         step_once.reorder(parents)
         joint.advance(parents, tokens)
+        if anchor is not None:
+            anchor = joint.ctc_frames()
     return finished.results(options.nbest)
 
 
@@ -380,17 +397,26 @@ def decode_memory(model: ASRModel, memory: Tensor, memory_lengths: Tensor,
 def attention_map(model: ASRModel, memory: Tensor, memory_lengths: Tensor, tokens: List[int],
                   options: DecodingOptions = DecodingOptions()) -> Tensor:
     """Cross-attention [len(tokens) + 1, T] (averaged over the alignment heads) of one utterance's
-    decoder fed `tokens` then EOS, under the options' attention window: the alignment the search saw."""
+    decoder fed `tokens` then EOS, under the options' attention window, placed as the search places it
+    (from the frame attended last, or from CTC's alignment of the tokens so far): the alignment the
+    search saw."""
     room = len(tokens) + 1  # a cache for every token, whatever the utterance's length
     step_once = DecoderStep(model, memory[:1], memory_lengths[:1],
                             replace(options, max_tokens=room, max_length_ratio=float(room)))
     inputs = torch.tensor([model.sos_eos] + list(tokens), device=memory.device)
-    last_frame = inputs.new_zeros(1)
+    ctc = (CTCPrefixScorer(model.ctc_log_probs(memory[:1]).float(), memory_lengths[:1], model.blank, model.sos_eos)
+           if options.window_from == "ctc" else None)
+    state = ctc.initial_state() if ctc else None
+    anchor = inputs.new_zeros(1)
     rows = []
     for step, token in enumerate(inputs):
-        _, weights = model.decoder.step(token[None], step_once.cache, step_once.window.mask(last_frame, memory.shape[1]))
+        _, weights = model.decoder.step(token[None], step_once.cache, step_once.window.mask(anchor, memory.shape[1]))
         rows.append(step_once.attention(weights)[0])
-        last_frame = rows[-1].argmax()[None]
+        anchor = rows[-1].argmax()[None]
+        if ctc is not None and step < len(tokens):  # the prefix the next step continues: tokens[: step + 1]
+            following = inputs[step + 1: step + 2]
+            state = ctc.advance(state, anchor.new_zeros(1), following, ctc.score(state)[:, following[0]])
+            anchor = ctc.emission_frames(state)
     return torch.stack(rows)
 
 

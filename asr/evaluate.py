@@ -99,14 +99,21 @@ def plot_alignments(recognizer: Recognizer, segments: List[Segment], transcripts
     except ImportError:
         log.warning("matplotlib is not installed: no attention plots (pip install 'asr[plots]')")
         return []
-    paths = []
+    paths, heads = [], heads_label(recognizer.model.alignment_heads)
     for segment, transcript in zip(segments, transcripts):
         tokens = recognizer.tokenizer.encode(transcript.text)
         weights = recognizer.attention(segment.load(recognizer.sample_rate), tokens, options)
         paths.append(os.path.join(out_dir, f"attention_{_safe(segment.id)}.png"))
         save_attention_plot(plt, weights.numpy(), recognizer.tokenizer.tokens, tokens, recognizer.model.seconds_per_frame,
-                            f"{segment.id}: {transcript.text}", paths[-1])
+                            f"{segment.id} ({heads}): {transcript.text}", paths[-1])
     return paths
+
+
+def heads_label(alignment_heads) -> str:
+    """Which cross-attention heads a plot averages: "all heads", or "heads 1.2 2.0" (layer.head)."""
+    if bool(alignment_heads.all()):
+        return "all heads"
+    return "heads " + " ".join(f"{layer}.{head}" for layer, head in alignment_heads.nonzero().tolist())
 
 
 def save_attention_plot(plt, weights, vocabulary: List[str], tokens: List[int], seconds_per_frame: float,

@@ -108,3 +108,19 @@ def test_advance_follows_chosen_parents():
     scores = scorer.score(swapped)[:, 1]
     assert close(scores[0].item(), brute_force(log_probs[0], (3, 3, 1)))
     assert close(scores[1].item(), brute_force(log_probs[0], (1, 3, 1)))
+
+
+def test_emission_frames_find_where_each_last_token_spikes():
+    """Posteriors that say blank everywhere but token 1 at frame 2 and token 3 at frame 6: the prefix
+    (1) has got to frame 2, the prefix (1, 3) to frame 6, and the empty prefix is at frame 0."""
+    t, v = 10, 5
+    probs = torch.full((1, t, v), 0.01)
+    probs[0, :, BLANK] = 0.96
+    probs[0, 2], probs[0, 6] = torch.tensor([0.02, 0.94, 0.02, 0.01, 0.01]), torch.tensor([0.02, 0.01, 0.01, 0.94, 0.02])
+    scorer = CTCPrefixScorer(probs.log(), torch.tensor([t]), BLANK, EOS, beam=1)
+    state = scorer.initial_state()
+    assert scorer.emission_frames(state).tolist() == [0]
+    for token, frame in ((1, 2), (3, 6)):
+        tokens = torch.tensor([token])
+        state = scorer.advance(state, torch.tensor([0]), tokens, scorer.score(state).gather(1, tokens[:, None])[:, 0])
+        assert scorer.emission_frames(state).tolist() == [frame]

@@ -202,6 +202,52 @@ def test_window_bounds_each_step(model, beam_size):
         assert window_violations(r.frames, back, forward) == 0
 
 
+def test_ctc_window_wide_enough_for_every_frame_is_no_window(model):
+    memory, memory_lengths = encode(model, [16000, 9000, 12000])
+    options = DecodingOptions(beam_size=4, nbest=2, ctc_weight=0.5, min_tokens=6)
+    free = decode_memory(model, memory, memory_lengths, options)
+    wide = decode_memory(model, memory, memory_lengths, replace(options, window_from="ctc", window_back=100,
+                                                                   window_forward=100))
+    same_results(free, wide)
+    narrow = decode_memory(model, memory, memory_lengths, replace(options, window_from="ctc", window_back=1,
+                                                                     window_forward=2))
+    assert [r.frames for r in narrow] != [r.frames for r in free]  # the test can fail
+
+
+def test_ctc_window_follows_the_ctc_alignment_not_the_attention(model, monkeypatch):
+    """Each step's window is centred where CTC's alignment of that hypothesis has got to: recorded
+    from the scorer, every attended frame lies within [ctc frame - back, ctc frame + forward]."""
+    from asr import decode as decode_module
+    memory, memory_lengths = encode(model, [16000])
+    back, forward = 1, 2
+    anchors, calls = [], []
+    original = decode_module.JointScorer.ctc_frames
+
+    def recording(self):
+        anchors.append(original(self))
+        return anchors[-1]
+
+    monkeypatch.setattr(decode_module.JointScorer, "ctc_frames", recording)
+    step_call = decode_module.DecoderStep.__call__
+
+    def spying(self, history, frames, anchor=None):
+        out = step_call(self, history, frames, anchor)
+        calls.append((anchor.clone(), out[2].clone()))
+        return out
+
+    monkeypatch.setattr(decode_module.DecoderStep, "__call__", spying)
+    options = DecodingOptions(beam_size=3, ctc_weight=0.5, min_tokens=6, window_from="ctc", window_back=back,
+                              window_forward=forward)
+    decode_memory(model, memory, memory_lengths, options)
+    assert len(anchors) == len(calls) - 1 >= 6
+    assert torch.equal(calls[0][0], torch.zeros(3, dtype=torch.long))
+    for recorded, (anchor, attended) in zip(anchors, calls[1:]):
+        assert torch.equal(recorded, anchor)
+        assert ((attended >= anchor - back) & (attended <= anchor + forward)).all()
+    with pytest.raises(ValueError, match="window_from ctc needs beam search"):
+        DecodingOptions(beam_size=1, window_from="ctc")
+
+
 def test_eos_near_end_blocks_early_eos(model):
     eager = ASRModel(model.cfg).eval()
     eager.load_state_dict(model.state_dict())
@@ -298,6 +344,19 @@ def test_frames_come_from_the_chosen_heads_only():
             assert r.frames == torch.stack([weights[layer, head] for layer, head in heads]).mean(0).argmax(-1).tolist()
             every_head.append(weights.mean(dim=(0, 1)).argmax(-1).tolist())
     assert every_head != [r.frames for r in results]  # the test can fail
+
+
+def test_attention_map_replays_a_ctc_triggered_search(model):
+    """With window_from ctc, the map's window is placed from CTC's alignment as the search placed it: the
+    best hypothesis' recorded frames are the map's argmax."""
+    options = DecodingOptions(beam_size=3, ctc_weight=0.5, min_tokens=8, window_from="ctc", window_back=1,
+                              window_forward=2)
+    memory, memory_lengths = encode(model, [16000], seed=4)
+    [result] = decode_memory(model, memory, memory_lengths, options)
+    weights = attention_map(model, memory, memory_lengths, result.tokens, options)
+    assert weights.argmax(dim=1)[:-1].tolist() == result.frames
+    free = attention_map(model, memory, memory_lengths, result.tokens, replace(options, window_from="attention"))
+    assert not torch.equal(free, weights)  # the test can fail: the two windows differ here
 
 
 def test_window_and_attention_map_follow_the_chosen_heads():

@@ -88,3 +88,12 @@ def test_loop_guard_count_is_summed_and_printed_when_the_guard_is_on(overfit_mod
     assert on["loop_guard_fired"] == 2 * 6
     assert json.loads((tmp_path / "on" / "summary.json").read_text())["loop_guard_fired"] == 12
     assert "loops 0, loop guard fired 12 times)" in format_summary(on)
+
+
+def test_attention_plot_titles_name_the_heads_they_average():
+    import torch
+    from asr.evaluate import heads_label
+    assert heads_label(torch.ones(3, 4, dtype=torch.bool)) == "all heads"
+    chosen = torch.zeros(3, 4, dtype=torch.bool)
+    chosen[1, 2] = chosen[2, 0] = True
+    assert heads_label(chosen) == "heads 1.2 2.0"

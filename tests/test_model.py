@@ -257,3 +257,39 @@ def test_training_with_guided_attention_lowers_the_penalty(shared_data):
 def test_guided_attention_options_are_checked(option, value, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig(vocab_size=V, **{"guided_attention_weight": 1.0, option: value})
+
+
+def test_dropout_keeps_its_share_scaled_and_is_seeded():
+    from asr.model import Dropout
+    drop = Dropout(0.1).train()
+    x = torch.ones(200, 1000)
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = (y != 0).float().mean().item()
+    assert abs(kept - (1 - 26 / 256)) < 0.003  # p rounds to 26/256
+    assert torch.allclose(y[y != 0], torch.tensor(256 / 230))  # kept values scaled by 1 / (1 - p)
+    assert abs(y.mean().item() - 1.0) < 0.005
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)
+    assert torch.equal(drop.eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)
+    rows = drop.train()(torch.ones(4, 3, 5)).flatten(1)  # odd sizes: the mask still covers every element
+    assert rows.shape == (4, 15)
+
+
+def test_attention_with_dropout_off_in_training_equals_the_fused_kernel():
+    """Training takes the explicit path (to use Dropout); dropping nothing, it must give what SDPA gives."""
+    from asr.model import Dropout, MultiHeadAttention
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(16, 2, dropout=0.0)
+    x, source = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    k, v = attn.project_key_value(source)
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])[:, None, None, :]
+    fused, _ = attn.attend(x, k, v, mask)
+    explicit, weights = attn.attend(x, k, v, mask, need_weights=True)
+    torch.testing.assert_close(explicit, fused, atol=1e-5, rtol=1e-5)
+    assert weights[1, :, :, 4:].abs().max() == 0
+    ks, vs = attn.project_key_value(x)
+    causal_fused, _ = attn.attend(x, ks, vs, is_causal=True)
+    attn.dropout = Dropout(1e-9)  # p > 0 takes the explicit path in training; it rounds to dropping nothing
+    causal_explicit, _ = attn.train().attend(x, ks, vs, is_causal=True)
+    torch.testing.assert_close(causal_explicit, causal_fused, atol=1e-5, rtol=1e-5)
