@@ -49,6 +49,9 @@ class DecodingOptions:
     loop_guard: Optional[int] = _option(None, "an n-gram just said twice (n up to this many tokens) may not go on "
                                               "while cross-attention is not past where its last copy was read: "
                                               "a loop; none = off")
+    chunk_seconds: Optional[float] = _option(None, "recordings longer than this are cut at their quietest moments "
+                                                   "and decoded in pieces; 0 = always whole; none = the longest "
+                                                   "utterance the model was trained on")
     # ctc by default, chosen on fsdd_connected dev (100 utterances, the English recipe's model,
     # bench/timestamps.py): median word-boundary error 67 ms (95th percentile 202 ms) against attention's 591 ms
     timestamps: str = _option("ctc", "word times from the CTC head's forced alignment of the best hypothesis "
@@ -68,6 +71,8 @@ class DecodingOptions:
         for name in ("window_back", "window_forward", "eos_near_end", "loop_guard"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"{name} must be >= 0 or None")
+        if self.chunk_seconds is not None and self.chunk_seconds < 0:
+            raise ValueError(f"chunk_seconds must be >= 0 (0 = decode whole) or none, got {self.chunk_seconds}")
         if self.window_from not in ("attention", "ctc"):
             raise ValueError(f"window_from must be attention or ctc, got {self.window_from!r}")
         if self.window_from == "ctc" and (self.beam_size == 1 or self.ctc_weight == 0):

@@ -20,15 +20,14 @@ log = logging.getLogger(__name__)
 
 def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optional[DecodingOptions] = None,
              batch_seconds: float = BATCH_SECONDS, max_batch_size: int = MAX_BATCH_SIZE, plots: int = 3,
-             progress: bool = False, chunk_seconds: Optional[float] = None, group_by: Sequence[str] = ()) -> Dict:
-    """Decodes every utterance whole, or cut at pauses into pieces of at most chunk_seconds as
-    `asr transcribe` does, and returns the summary also written to OUT_DIR/summary.json. Options
+             progress: bool = False, group_by: Sequence[str] = ()) -> Dict:
+    """Decodes every utterance as `asr transcribe` does (whole, or cut at pauses where longer than the
+    options' chunk limit) and returns the summary also written to OUT_DIR/summary.json. Options
     default to the model file's recommended ones. `group_by` names manifest keys (speaker, lang, or
     corpus keys such as age_group) whose every value gets its own CER and WER."""
     segments = manifest_segments(manifest)
     options = options or recognizer.options()
-    transcripts = recognizer.transcribe_segments(segments, options, batch_seconds, max_batch_size,
-                                                 chunk_seconds=chunk_seconds, progress=progress)
+    transcripts = recognizer.transcribe_segments(segments, options, batch_seconds, max_batch_size, progress=progress)
     refs = [normalize_text(s.text or "", recognizer.lang) for s in segments]
     hyps = [t.text for t in transcripts]
     chars, words = character_errors(refs, hyps), word_errors(refs, hyps)
@@ -44,7 +43,7 @@ def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optio
                    loop_guard_fired=sum(t.loop_guard_fired for t in transcripts),
                    audio_seconds=timing.audio_seconds, compute_seconds=timing.compute_seconds,
                    load_seconds=timing.load_seconds, manifest=os.path.abspath(manifest),
-                   decoding=asdict(options), chunk_seconds=chunk_seconds, device=str(recognizer.device),
+                   decoding=asdict(options), chunk_seconds=recognizer.chunk_limit(options), device=str(recognizer.device),
                    groups={key: group_rates(segments, refs, hyps, key) for key in group_by})
     os.makedirs(out_dir, exist_ok=True)
     write_results(os.path.join(out_dir, "results.jsonl"), refs, transcripts)

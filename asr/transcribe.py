@@ -89,6 +89,12 @@ class Recognizer:
         loses its place in audio much longer than anything it saw, so longer recordings are cut."""
         return float(self.info.get("longest_train_utterance", 30.0))
 
+    def chunk_limit(self, options: DecodingOptions) -> Optional[float]:
+        """How long a piece may be under `options` (None: every recording whole)."""
+        if options.chunk_seconds is None:
+            return self.default_chunk_seconds
+        return options.chunk_seconds or None
+
     def options(self, **overrides) -> DecodingOptions:
         """The decoding options recommended in the model file (what its recipe measured), with
         `overrides` of DecodingOptions fields on top."""
@@ -110,24 +116,23 @@ class Recognizer:
 
     def transcribe(self, inputs: Union[AudioInput, Iterable[AudioInput]], options: Optional[DecodingOptions] = None,
                    batch_seconds: float = BATCH_SECONDS, max_batch_size: int = MAX_BATCH_SIZE,
-                   chunk_seconds: Optional[float] = None, progress: bool = False,
-                   on_error: Optional[Callable[[str], None]] = None) -> Transcripts:
+                   progress: bool = False, on_error: Optional[Callable[[str], None]] = None) -> Transcripts:
         """Transcripts in the order of the inputs (a folder's files sorted, a manifest's lines in order).
-        Recordings longer than chunk_seconds (default: default_chunk_seconds) are cut at pauses,
-        decoded in pieces and joined. Options default to the model file's recommended ones."""
+        Options default to the model file's recommended ones."""
         if isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor)):
             inputs = [inputs]
         segments = collect_segments(inputs, self.sample_rate, on_error)
-        return self.transcribe_segments(segments, options, batch_seconds, max_batch_size,
-                                        chunk_seconds or self.default_chunk_seconds, progress)
+        return self.transcribe_segments(segments, options, batch_seconds, max_batch_size, progress)
 
     def transcribe_segments(self, segments: List[Segment], options: Optional[DecodingOptions] = None,
                             batch_seconds: float = BATCH_SECONDS, max_batch_size: int = MAX_BATCH_SIZE,
-                            chunk_seconds: Optional[float] = None, progress: bool = False) -> Transcripts:
-        """Segments decoded whole, or cut into pieces of at most chunk_seconds."""
+                            progress: bool = False) -> Transcripts:
+        """Segments decoded whole, or those longer than the options' chunk limit (chunk_limit) cut at
+        pauses into pieces, decoded, and joined."""
         options = options or self.options()
+        limit = self.chunk_limit(options)
         pieces = [(i, piece) for i, segment in enumerate(segments)
-                  for piece in (split_long(segment, self.sample_rate, chunk_seconds) if chunk_seconds else [segment])]
+                  for piece in (split_long(segment, self.sample_rate, limit) if limit else [segment])]
         results: List[Optional[Tuple[DecodingResult, List[Span]]]] = [None] * len(pieces)
         timing = Timing()
         # longest first: a batch that does not fit in memory fails at once, not at the end

@@ -206,9 +206,6 @@ def _transcribe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS,
                    help="format of --out (default: from its extension, else txt); json(l) has n-best, scores, "
                         "per-token and per-word times; srt and vtt are subtitles of one audio file")
-    p.add_argument("--chunk-seconds", type=float,
-                   help="recordings longer than this are cut at quiet moments and decoded in pieces "
-                        "(default: the longest utterance the model was trained on)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _decoding_args(p)
 
@@ -226,8 +223,6 @@ def _transcribe(args) -> int:
                        "or write json")
     if args.out:
         refuse_overwrite(args.out, args.overwrite)
-    if args.chunk_seconds is not None and args.chunk_seconds <= 0:
-        raise ASRError("--chunk-seconds must be positive")
     recognizer, options = _recognizer_and_options(args)
     failed = []
 
@@ -236,7 +231,7 @@ def _transcribe(args) -> int:
         print(f"asr transcribe: skipped {message}", file=sys.stderr)
 
     transcripts = recognizer.transcribe(args.inputs, options, batch_seconds=args.batch_seconds,
-                                        chunk_seconds=args.chunk_seconds, progress=True, on_error=report)
+                                        progress=True, on_error=report)
     lines = format_transcripts(transcripts, fmt, word_separator(recognizer.lang))
     if args.out:
         write_lines(args.out, lines, overwrite=True)
@@ -255,8 +250,6 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", required=True, help="test manifest (.jsonl) with reference texts")
     p.add_argument("--out", required=True, help="folder for summary.json, results.jsonl and attention plots")
     p.add_argument("--plots", type=int, default=3, help="attention-alignment PNGs for the first N utterances")
-    p.add_argument("--chunk-seconds", type=float,
-                   help="cut utterances longer than this at pauses, as asr transcribe does (default: decode whole)")
     p.add_argument("--group-by", nargs="+", default=[], metavar="KEY",
                    help="also score each value of these manifest keys apart (e.g. speaker, gender, age_group)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier evaluation in --out")
@@ -270,8 +263,7 @@ def _evaluate(args) -> int:
     refuse_overwrite(os.path.join(args.out, "summary.json"), args.overwrite)
     recognizer, options = _recognizer_and_options(args)
     summary = evaluate(recognizer, args.manifest, args.out, options, batch_seconds=args.batch_seconds,
-                       plots=max(0, args.plots), progress=True, chunk_seconds=args.chunk_seconds,
-                       group_by=args.group_by)
+                       plots=max(0, args.plots), progress=True, group_by=args.group_by)
     print(format_summary(summary))
     print(os.path.join(args.out, "summary.json"))
     return 0

@@ -36,14 +36,14 @@ def main() -> None:
     parser.add_argument("--manifest", action="append", required=True)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=sorted(SETTINGS))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="DecodingOptions changes applied to every setting, e.g. length_penalty=0")
-    parser.add_argument("--chunk-seconds", type=float, help="cut longer utterances at pauses (default: whole)")
+                        help="DecodingOptions changes applied to every setting, e.g. length_penalty=0, or "
+                             "chunk_seconds=5 to cut longer utterances at pauses (default: each whole)")
     parser.add_argument("--out", default="exp/bench_decoding")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     try:
-        changes = apply_overrides({}, args.set, DecodingOptions)
+        changes = {"chunk_seconds": 0.0, **apply_overrides({}, args.set, DecodingOptions)}
     except ASRError as e:
         parser.error(str(e))
     recognizer = Recognizer.load(args.model)
@@ -51,12 +51,12 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for manifest in args.manifest:
         name = os.path.splitext(os.path.basename(manifest))[0]
-        label = name + (f" (cut at pauses, ≤ {args.chunk_seconds:g} s)" if args.chunk_seconds else "")
+        cut = changes["chunk_seconds"]
+        label = name + (f" (cut at pauses, ≤ {cut:g} s)" if cut else "")
         for setting in args.settings:
             options = replace(SETTINGS[setting], **changes)
-            out = os.path.join(args.out, f"{name}_cut{args.chunk_seconds:g}" if args.chunk_seconds else name, setting)
-            s = evaluate(recognizer, manifest, out, options, plots=0,
-                         chunk_seconds=args.chunk_seconds)
+            out = os.path.join(args.out, f"{name}_cut{cut:g}" if cut else name, setting)
+            s = evaluate(recognizer, manifest, out, options, plots=0)
             c, f = s["char_errors"], s["attention_failures"]
             print(f"| {label} | {setting} | {100 * s['cer']:.2f} | {c['substitutions']} | {c['deletions']} | "
                   f"{c['insertions']} | {100 * s['wer']:.2f} | {f['early_stops']} | {f['skips']} | {f['loops']} | "

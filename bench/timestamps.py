@@ -54,14 +54,16 @@ def main() -> None:
         sys.exit(f"{args.manifest}: lines without `words`: prepare it again with `asr prep fsdd_connected`")
     references = [[tuple(w) for w in s.info["words"]] for s in segments]
     recognizer = Recognizer.load(args.model, args.device)
-    overrides = {} if args.beam_size is None else dict(beam_size=args.beam_size)
+    overrides = dict(chunk_seconds=args.chunk_seconds or 0.0)  # default: each utterance whole
+    if args.beam_size is not None:
+        overrides["beam_size"] = args.beam_size
     print(f"`python bench/timestamps.py {shlex.join(sys.argv[1:])}`: {len(segments)} utterances, "
           f"{sum(map(len, references))} words; errors in ms (hypothesis − truth)\n")
     print("| source | words matched | start median | start p95 | start bias | end median | end p95 | end bias "
           "| boundary median | boundary p95 | bias |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for source in SOURCES:
         options = recognizer.options(**overrides, timestamps=source)
-        transcripts = recognizer.transcribe_segments(segments, options, chunk_seconds=args.chunk_seconds)
+        transcripts = recognizer.transcribe_segments(segments, options)
         starts, ends = [], []
         for reference, transcript in zip(references, transcripts):
             s, e = boundary_errors(reference, transcript.words)

@@ -97,3 +97,29 @@ def test_attention_plot_titles_name_the_heads_they_average():
     chosen = torch.zeros(3, 4, dtype=torch.bool)
     chosen[1, 2] = chosen[2, 0] = True
     assert heads_label(chosen) == "heads 1.2 2.0"
+
+
+def test_evaluate_and_transcribe_share_the_long_recording_default(overfit_model, tmp_path):
+    """A recording longer than anything the model trained on: both commands cut it by default (at the
+    longest training utterance), both decode it whole with chunk_seconds 0, and they agree."""
+    import numpy as np
+    import soundfile as sf
+    from asr.audio import load_audio
+    from asr.segments import Segment
+    model_path, manifest = overfit_model
+    recognizer = asr.load_model(model_path)
+    utts = load_manifest(manifest)
+    samples = np.concatenate([load_audio(u.path) for u in utts[:4]])
+    long_path = tmp_path / "long.wav"
+    sf.write(long_path, samples, 16000)
+    long_manifest = str(tmp_path / "long.jsonl")
+    write_manifest(long_manifest, [Segment("long", str(long_path), len(samples) / 16000,
+                                           " ".join(u.text for u in utts[:4]))])
+    for chunk, expected in ((None, recognizer.default_chunk_seconds), (0.0, None)):
+        options = recognizer.options(chunk_seconds=chunk)
+        summary = evaluate(recognizer, long_manifest, str(tmp_path / f"eval_{chunk}"), options, plots=0)
+        [transcript] = recognizer.transcribe(str(long_path), options)
+        assert summary["chunk_seconds"] == expected
+        hyp = json.loads(open(tmp_path / f"eval_{chunk}" / "results.jsonl").readline())["hyp"]
+        assert hyp == transcript.text
+    assert len(samples) / 16000 > 2 * recognizer.default_chunk_seconds  # so the default did cut

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -47,8 +49,9 @@ def test_long_recording_is_cut_in_the_pause_and_joined(overfit_model, tmp_path):
     pieces = split_long(collect_segments([path], SR)[0], SR, chunk)
     assert len(pieces) == 2 and len(one) / SR < pieces[1].offset < (len(one) + len(gap)) / SR
     recognizer = asr.load_model(model_path)
-    alone = recognizer.transcribe([p.load(SR) for p in pieces], chunk_seconds=chunk)
-    joined = recognizer.transcribe(path, chunk_seconds=chunk)[0]
+    options = recognizer.options(chunk_seconds=chunk)
+    alone = recognizer.transcribe([p.load(SR) for p in pieces], options)
+    joined = recognizer.transcribe(path, options)[0]
     assert alone[0].text == "one" and joined.text == f"one {alone[1].text}"
     assert joined.tokens == alone[0].tokens + [(tok, pieces[1].offset + t) for tok, t in alone[1].tokens]
     assert joined.duration == pytest.approx((len(one) + len(gap) + len(three)) / SR)
@@ -63,8 +66,10 @@ def test_recordings_longer_than_training_utterances_are_cut_by_default(overfit_m
     options = DecodingOptions(beam_size=4, nbest=2)
     [short] = recognizer.transcribe(one, options)
     [cut] = recognizer.transcribe(np.concatenate([one, one, one]), options)
-    [whole] = recognizer.transcribe(np.concatenate([one, one, one]), options, chunk_seconds=30)
-    assert len(short.nbest) == len(whole.nbest) == 2 and len(cut.nbest) == 1  # pieces joined: 1-best only
+    [whole] = recognizer.transcribe(np.concatenate([one, one, one]), replace(options, chunk_seconds=0))
+    [cut_at_30] = recognizer.transcribe(np.concatenate([one, one, one]), replace(options, chunk_seconds=30))
+    assert len(short.nbest) == len(whole.nbest) == len(cut_at_30.nbest) == 2
+    assert len(cut.nbest) == 1  # pieces joined: 1-best only
 
 
 def test_model_file_recommends_decoding_options_and_flags_override_them(overfit_model):
