@@ -112,18 +112,26 @@ class TrainConfig:
 
 def load_train_config(path: str, overrides: Sequence[str] = ()) -> TrainConfig:
     """The YAML file at `path` with `overrides` (KEY=VALUE, dotted keys) applied on top."""
-    if not os.path.isfile(path):
-        raise ASRError(f"{path}: no such config file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-    except yaml.YAMLError as e:
-        raise ASRError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    try:
-        data = conform(data, TrainConfig)
-    except ASRError as e:
-        raise ASRError(f"{path}: {e}") from None
-    return TrainConfig.from_dict(apply_overrides(data, overrides, TrainConfig))
+    return load_config(path, overrides, TrainConfig)
+
+
+def load_config(path: Optional[str], overrides: Sequence[str], schema: type):
+    """An instance of the dataclass `schema` from the YAML file at `path` (none: its defaults) with
+    `overrides` applied on top, every entry checked against its field."""
+    data = {}
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ASRError(f"{path}: no such config file")
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ASRError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        try:
+            data = conform(data, schema)
+        except ASRError as e:
+            raise ASRError(f"{path}: {e}") from None
+    return schema(**apply_overrides(data, overrides, schema))
 
 
 def apply_overrides(data: Dict, overrides: Sequence[str], schema: type) -> Dict:

@@ -25,7 +25,8 @@ class DecodingOptions:
     beam_size: int = _option(10, "1 = greedy search on the attention decoder alone")
     nbest: int = _option(1, "hypotheses returned per input, at most beam_size")
     ctc_weight: float = _option(0.3, "λ in (1 − λ)·attention + λ·CTC prefix score (beam search); 0 = no CTC")
-    lm_weight: float = _option(0.3, "β: beam search adds β·log P_LM(token) when a language model is given "
+    # 0.1: the best of 0.1 / 0.2 / 0.4 on speechocean762 dev (BENCHMARKS.md, "Generalisation")
+    lm_weight: float = _option(0.1, "β: beam search adds β·log P_LM(token) when a language model is given "
                                     "(--lm); ignored without one")
     ctc_pre_beam: int = _option(0, "extend each hypothesis only by its k best tokens by attention; 0 = any")
     length_penalty: float = _option(1.0, "α: finished hypotheses rank by score / length**α (EOS counted); "

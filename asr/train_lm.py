@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from .checkpoint import load_checkpoint
-from .config import apply_overrides
+from .config import load_config
 from .errors import ASRError
 from .fileio import atomic_save, read_text_lines
 from .inputs import MANIFEST_EXTENSIONS
@@ -47,8 +47,9 @@ class LMTrainConfig:
             raise ASRError(f"bad language model options: {e}") from None
 
 
-def lm_train_config(overrides: Sequence[str] = ()) -> LMTrainConfig:
-    return LMTrainConfig(**apply_overrides({}, overrides, LMTrainConfig))
+def lm_train_config(overrides: Sequence[str] = (), path: Optional[str] = None) -> LMTrainConfig:
+    """LMTrainConfig from a YAML file (or the defaults) with KEY=VALUE overrides on top."""
+    return load_config(path, overrides, LMTrainConfig)
 
 
 def read_texts(path: str, lang: str) -> List[str]:

@@ -137,8 +137,9 @@ def _train_lm_args(p: argparse.ArgumentParser) -> None:
                    help="held-out text (e.g. the dev manifest), for perplexity and choosing the best epoch")
     p.add_argument("--out", required=True, help="language model file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--config", help="YAML file of LMTrainConfig fields (asr/train_lm.py; default: its defaults)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="LMTrainConfig entries (asr/train_lm.py), e.g. epochs=10 lm.hidden=256")
+                   help="override config entries, e.g. epochs=10 lm.hidden=256")
 
 
 def _train_lm(args) -> int:
@@ -146,7 +147,7 @@ def _train_lm(args) -> int:
     from asr.train_lm import lm_train_config, read_texts, train_lm, vocabulary_of
 
     refuse_overwrite(args.out, args.overwrite)
-    cfg = lm_train_config(args.set)
+    cfg = lm_train_config(args.set, args.config)
     tokenizer, lang = vocabulary_of(args.model)
     train_texts = [t for path in args.text for t in read_texts(path, lang)]
     valid_texts = [t for path in args.valid_text for t in read_texts(path, lang)]

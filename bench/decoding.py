@@ -3,10 +3,12 @@ insertion counts, the attention failures (utterances that stop early, skip or lo
 asr.metrics.AttentionFailures) and the real-time factor, as markdown rows.
 
     python bench/decoding.py --model exp/fsdd/model.pt --manifest exp/fsdd/data/test.jsonl [--manifest ...]
-      [--settings greedy beam beam+ctc beam+window beam+ctc+window] [--set window_forward=32 ...]
+      [--settings greedy beam beam+ctc beam+window beam+ctc+window beam+ctc+ctc-window]
+      [--set window_forward=32 chunk_seconds=5 ...]
 
-Every utterance is decoded whole (no cutting), as `asr evaluate` does; the outputs of each run are
-kept under --out/<manifest>/<setting>/."""
+Every utterance is decoded whole unless --set chunk_seconds=N cuts longer ones at pauses; "window"
+follows the frame attended last, "ctc-window" the frame CTC's alignment of the hypothesis has reached
+(triggered attention). The outputs of each run are kept under --out/<manifest>/<setting>/."""
 import argparse
 import os
 from dataclasses import replace
@@ -27,6 +29,7 @@ SETTINGS = {
     "beam+ctc": DecodingOptions(),
     "beam+window": DecodingOptions(ctc_weight=0.0, **WINDOW),
     "beam+ctc+window": DecodingOptions(**WINDOW),
+    "beam+ctc+ctc-window": DecodingOptions(window_from="ctc", **WINDOW),
 }
 
 
