@@ -99,9 +99,10 @@ def lm_from_file(data: dict, path: str) -> Tuple[CharLM, List[str], dict]:
     try:
         lm = CharLM(LMConfig.from_dict(data["config"]))
         lm.load_state_dict(data["state_dict"])
+        tokens = list(data["tokens"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise ASRError(f"{path}: a damaged language model file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-    return lm.eval(), list(data["tokens"]), dict(data.get("info", {}))
+    return lm.eval(), tokens, dict(data.get("info", {}))
 
 
 def check_vocabulary(lm_tokens: List[str], model_tokens: List[str], path: str) -> None:

@@ -109,7 +109,8 @@ def stop_on_sigint(enabled: bool = True) -> Iterator[types.SimpleNamespace]:
 
 def autocast(amp: str, device: torch.device):
     """Mixed precision: "bf16" on CUDA or CPU (CPUs with native bfloat16, e.g. AVX512-BF16 or AMX, run
-    the matrix products about 1.5x faster), "fp16" on CUDA only; a no-op for "none" and elsewhere."""
+    the matrix products faster; for the small preset the casts cost as much, see BENCHMARKS.md), "fp16"
+    on CUDA only; a no-op for "none" and elsewhere."""
     if amp == "none" or device.type not in ("cuda", "cpu") or (amp == "fp16" and device.type != "cuda"):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[amp])

@@ -8,11 +8,11 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_model_file
 from .config import load_config
 from .errors import ASRError
 from .fileio import atomic_save, read_text_lines
@@ -61,12 +61,10 @@ def read_texts(path: str, lang: str) -> List[str]:
     return [t for t in (normalize_text(text, lang) for text in texts) if t]
 
 
-def vocabulary_of(model_path: str) -> tuple:
+def vocabulary_of(model_path: str) -> Tuple[CharTokenizer, str]:
     """The vocabulary and language of a recogniser's model file, which the LM must share."""
-    ckpt = load_checkpoint(model_path)
-    if not isinstance(ckpt, dict) or "tokens" not in ckpt:
-        raise ASRError(f"{model_path}: not an asr model file")
-    return CharTokenizer.from_list(ckpt["tokens"]), ckpt.get("lang", "en")
+    loaded = load_model_file(model_path)
+    return loaded.tokenizer, loaded.lang
 
 
 def batches(sentences: List[List[int]], batch_tokens: int, rng: Optional[random.Random]) -> List[torch.Tensor]:

@@ -13,7 +13,7 @@ from asr.decode import DecodingOptions, beam_search
 from asr.errors import ASRError
 from asr.lm import CharLM, LMConfig, check_vocabulary, lm_from_file, lm_file
 from asr.model import PRESETS, ASRModel, ModelConfig
-from asr.text import IGNORE_ID, SPECIAL_TOKENS, CharTokenizer
+from asr.text import IGNORE_ID, CharTokenizer
 from asr.train_lm import lm_train_config, perplexity, batches, train_lm
 
 SENTENCES = ["the cat sat on the mat", "a dog ate the bone", "the sun is hot today", "we like the red car",
