@@ -28,6 +28,9 @@ class ModelConfig:
     dropout: float = 0.1
     # > 0: each encoder block gets a Conformer convolution module with a depthwise kernel this wide (odd)
     conv_kernel: int = 0
+    # > 0: location-aware cross-attention; the previous decoder query's attention, convolved over this many
+    # encoder frames (odd), is added to each head's logits
+    location_kernel: int = 0
     ctc_loss_weight: float = 0.3  # λ of the training loss (1 − λ)·attention + λ·CTC
     label_smoothing: float = 0.1
     utterance_cmn: bool = False  # also subtract each utterance's own mean (channel normalisation)
@@ -47,6 +50,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.conv_kernel < 0 or (self.conv_kernel and self.conv_kernel % 2 == 0):
             raise ValueError(f"conv_kernel must be 0 (off) or an odd width in frames, got {self.conv_kernel}")
+        if self.location_kernel < 0 or (self.location_kernel and self.location_kernel % 2 == 0):
+            raise ValueError(f"location_kernel must be 0 (off) or an odd width in frames, got {self.location_kernel}")
         if self.guided_attention_weight < 0:
             raise ValueError(f"guided_attention_weight must be >= 0, got {self.guided_attention_weight}")
         if self.guided_attention_sigma <= 0:
@@ -199,8 +204,38 @@ class MultiHeadAttention(nn.Module):
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
                                                  dropout_p=self.dropout.p if dropping else 0.0)
+        return self.merge_heads(out), weights
+
+    def merge_heads(self, out: Tensor) -> Tensor:
         b, h, t, dk = out.shape
-        return self.out(out.transpose(1, 2).reshape(b, t, h * dk)), weights
+        return self.out(out.transpose(1, 2).reshape(b, t, h * dk))
+
+
+class LocationAwareAttention(MultiHeadAttention):
+    """Cross-attention that also knows where the previous query looked (Chorowski et al., 2015): that
+    query's content-only attention, convolved over frames per head, is added to the logits. Taking the
+    content-only attention keeps a teacher-forced pass free of a recurrence over queries (still one
+    batched pass), and the same quantity is cached step by step when decoding. The convolution
+    starts at zero, so training starts from plain attention."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float, kernel: int):
+        super().__init__(d_model, n_heads, dropout)
+        self.location = nn.Conv1d(n_heads, n_heads, kernel, padding=kernel // 2, groups=n_heads, bias=False)
+        nn.init.zeros_(self.location.weight)
+
+    def attend_located(self, x: Tensor, k: Tensor, v: Tensor, mask: Tensor,
+                       previous: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """previous: [B, H, T], the content attention of the query before x's one query (a decoding
+        step); None when x holds every query, each following the one before it (the first follows
+        none). Returns the output, the attention [B, H, L, T] and its content-only part."""
+        q = self.split_heads(self.query(x))
+        scores = ((q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])).masked_fill(~mask, float("-inf"))
+        content = scores.softmax(dim=-1)
+        before = F.pad(content[:, :, :-1], (0, 0, 1, 0)) if previous is None else previous[:, :, None]
+        b, h, queries, t = before.shape
+        location = self.location(before.transpose(1, 2).reshape(b * queries, h, t))
+        probs = (scores + location.view(b, queries, h, t).transpose(1, 2)).softmax(dim=-1)
+        return self.merge_heads(self.dropout(probs) @ v), probs, content
 
 
 def feed_forward(d_model: int, d_ff: int, dropout: float) -> nn.Sequential:
@@ -278,18 +313,22 @@ class Encoder(BlockStack):
 
 
 class DecoderBlock(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, location_kernel: int = 0):
         super().__init__()
         self.self_ln, self.self_attn = nn.LayerNorm(d_model), MultiHeadAttention(d_model, n_heads, dropout)
-        self.cross_ln, self.cross_attn = nn.LayerNorm(d_model), MultiHeadAttention(d_model, n_heads, dropout)
+        self.cross_ln = nn.LayerNorm(d_model)
+        self.cross_attn = (LocationAwareAttention(d_model, n_heads, dropout, location_kernel) if location_kernel
+                           else MultiHeadAttention(d_model, n_heads, dropout))
         self.ff_ln, self.ff = nn.LayerNorm(d_model), feed_forward(d_model, d_ff, dropout)
         self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, cross_kv: Tuple[Tensor, Tensor], cross_mask: Tensor,
-                cache: Optional[Tuple[Tensor, Tensor, int]] = None,
-                need_weights: bool = False) -> Tuple[Tensor, Optional[Tensor]]:
+                cache: Optional[Tuple[Tensor, Tensor, int]] = None, need_weights: bool = False,
+                previous: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
         """Without `cache`, a causal pass over the whole prefix; with (keys, values, position), one step
-        that writes this position's keys/values into the preallocated buffers."""
+        that writes this position's keys/values into the preallocated buffers. Location-aware
+        cross-attention also returns its content-only attention (None otherwise), which the next step
+        takes as `previous`."""
         h = self.self_ln(x)
         k, v = self.self_attn.project_key_value(h)
         if cache is not None:
@@ -297,9 +336,13 @@ class DecoderBlock(nn.Module):
             keys[:, :, t: t + 1], values[:, :, t: t + 1] = k, v
             k, v = keys[:, :, : t + 1], values[:, :, : t + 1]
         x = x + self.dropout(self.self_attn.attend(h, k, v, is_causal=cache is None)[0])
-        out, weights = self.cross_attn.attend(self.cross_ln(x), *cross_kv, cross_mask, need_weights=need_weights)
+        h = self.cross_ln(x)
+        if isinstance(self.cross_attn, LocationAwareAttention):
+            out, weights, content = self.cross_attn.attend_located(h, *cross_kv, cross_mask, previous)
+        else:
+            (out, weights), content = self.cross_attn.attend(h, *cross_kv, cross_mask, need_weights=need_weights), None
         x = x + self.dropout(out)
-        return x + self.dropout(self.ff(self.ff_ln(x))), weights
+        return x + self.dropout(self.ff(self.ff_ln(x))), weights, content
 
 
 @dataclass
@@ -311,24 +354,27 @@ class DecoderCache:
     cross_v: List[Tensor]
     memory_mask: Tensor  # [N, 1, 1, T] True = valid frame
     length: int = 0
+    # location-aware cross-attention: per layer, the last step's content-only attention [N, H, T]
+    previous: Optional[List[Tensor]] = None
 
     def reorder(self, index: Tensor, same_memory: bool = False) -> "DecoderCache":
         """Keeps rows `index` (beam search: each survivor continues from its parent's state).
         same_memory: each row is replaced by a row with the same encoder output (the beams of one
         utterance), so the cross-attention keys/values are kept rather than copied every step."""
         pick = lambda ts: [t.index_select(0, index) for t in ts]  # noqa: E731
+        previous = None if self.previous is None else pick(self.previous)
         if same_memory:
             return DecoderCache(pick(self.self_k), pick(self.self_v), self.cross_k, self.cross_v, self.memory_mask,
-                                self.length)
+                                self.length, previous)
         return DecoderCache(pick(self.self_k), pick(self.self_v), pick(self.cross_k), pick(self.cross_v),
-                            self.memory_mask.index_select(0, index), self.length)
+                            self.memory_mask.index_select(0, index), self.length, previous)
 
 
 class Decoder(BlockStack):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.add_stack(cfg, DecoderBlock, cfg.decoder_layers)
+        self.add_stack(cfg, DecoderBlock, cfg.decoder_layers, location_kernel=cfg.location_kernel)
         self.out = nn.Linear(cfg.d_model, cfg.vocab_size)
 
     def embed_tokens(self, tokens: Tensor, offset: int) -> Tensor:
@@ -342,7 +388,7 @@ class Decoder(BlockStack):
         cross_mask = ~lengths_to_padding_mask(memory_lengths, memory.shape[1])[:, None, None, :]
         weights = []
         for block in self.blocks:
-            x, w = block(x, block.cross_attn.project_key_value(memory), cross_mask, need_weights=need_weights)
+            x, w, _ = block(x, block.cross_attn.project_key_value(memory), cross_mask, need_weights=need_weights)
             weights.append(w)
         return self.out(self.ln(x)), weights
 
@@ -353,8 +399,10 @@ class Decoder(BlockStack):
         # contiguous: as views of one projection, each step's attention matmuls would copy them again
         cross = [[t.contiguous() for t in block.cross_attn.project_key_value(memory)] for block in self.blocks]
         mask = ~lengths_to_padding_mask(memory_lengths, memory.shape[1])[:, None, None, :]
+        located = isinstance(self.blocks[0].cross_attn, LocationAwareAttention)
+        previous = [memory.new_zeros(n, h, memory.shape[1]) for _ in self.blocks] if located else None
         return DecoderCache([empty() for _ in self.blocks], [empty() for _ in self.blocks],
-                            [k for k, _ in cross], [v for _, v in cross], mask)
+                            [k for k, _ in cross], [v for _, v in cross], mask, previous=previous)
 
     def step(self, tokens: Tensor, cache: DecoderCache, cross_mask: Optional[Tensor] = None,
              need_weights: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
@@ -366,8 +414,10 @@ class Decoder(BlockStack):
         mask = cache.memory_mask if cross_mask is None else cache.memory_mask & cross_mask[:, None, None, :]
         weights = []
         for i, block in enumerate(self.blocks):
-            x, w = block(x, (cache.cross_k[i], cache.cross_v[i]), mask, (cache.self_k[i], cache.self_v[i], t),
-                         need_weights)
+            x, w, content = block(x, (cache.cross_k[i], cache.cross_v[i]), mask, (cache.self_k[i], cache.self_v[i], t),
+                                  need_weights, None if cache.previous is None else cache.previous[i])
+            if cache.previous is not None:
+                cache.previous[i] = content[:, :, 0]
             weights.append(w)
         cache.length = t + 1
         stacked = torch.stack(weights, dim=1)[:, :, :, 0] if need_weights else None

@@ -136,6 +136,26 @@ def test_cached_beam_search_equals_full_recomputation(model, ctc_weight, length_
             assert result.frames == expected[0][2]
 
 
+def test_cached_beam_search_equals_full_recomputation_with_location_aware_attention():
+    """The cache carries each hypothesis' previous attention through beam reordering."""
+    torch.manual_seed(0)
+    model = ASRModel(ModelConfig(vocab_size=VOCAB, location_kernel=5, **PRESETS["tiny"])).eval()
+    with torch.no_grad():
+        model.decoder.out.weight.mul_(4.0)
+        model.decoder.out.bias[model.sos_eos] -= 3.0
+        for block in model.decoder.blocks:  # peaked content attention, which the convolution moves
+            block.cross_attn.query.weight.mul_(8.0)
+            torch.nn.init.normal_(block.cross_attn.location.weight, std=4.0)
+    options = replace(NO_RULES, ctc_weight=0.3, nbest=3)
+    memory, memory_lengths = encode(model, [12000, 9000], seed=1)
+    results = decode_memory(model, memory, memory_lengths, options)
+    with torch.inference_mode():
+        for b, result in enumerate(results):
+            expected = reference_beam_search(model, memory[b], int(memory_lengths[b]), options)
+            assert [t for t, _ in result.nbest] == [t for _, t, _ in expected][: options.nbest]
+            assert [s for _, s in result.nbest] == pytest.approx([s for s, _, _ in expected][: options.nbest], abs=1e-4)
+
+
 # ---- search against search ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("rules", [{}, dict(window_back=4, window_forward=12), dict(eos_near_end=5),

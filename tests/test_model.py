@@ -114,8 +114,17 @@ def test_changing_a_future_token_leaves_earlier_outputs_unchanged():
     assert not torch.allclose(a[:, 3:], b[:, 3:])
 
 
-def test_incremental_steps_with_cache_equal_the_full_forward():
-    model = tiny_model()
+def located_model(location_kernel: int) -> ASRModel:
+    """tiny_model, with location-aware cross-attention whose convolution is not zero (as after training)."""
+    model = tiny_model(location_kernel=location_kernel)
+    for block in model.decoder.blocks if location_kernel else ():
+        torch.nn.init.normal_(block.cross_attn.location.weight, std=2.0)
+    return model
+
+
+@pytest.mark.parametrize("location_kernel", [0, 5])
+def test_incremental_steps_with_cache_equal_the_full_forward(location_kernel):
+    model = located_model(location_kernel)
     memory, lengths = torch.randn(2, 15, 64), torch.tensor([15, 9])
     tokens = torch.tensor([[2, 5, 6, 7, 8, 3], [2, 9, 9, 4, 10, 11]])
     with torch.no_grad():
@@ -128,8 +137,9 @@ def test_incremental_steps_with_cache_equal_the_full_forward():
     assert weights[1, :, :, 9:].abs().max() == 0  # padding frames get no attention
 
 
-def test_cache_reorder_follows_the_chosen_rows():
-    model = tiny_model()
+@pytest.mark.parametrize("location_kernel", [0, 5])
+def test_cache_reorder_follows_the_chosen_rows(location_kernel):
+    model = located_model(location_kernel)
     memory, lengths = torch.randn(3, 10, 64), torch.tensor([10, 10, 10])
     with torch.no_grad():
         cache = model.decoder.init_cache(memory, lengths, max_len=4)
@@ -140,6 +150,42 @@ def test_cache_reorder_follows_the_chosen_rows():
         model.decoder.step(torch.tensor([2, 2, 2]), fresh)
         b, _ = model.decoder.step(torch.tensor([5, 6, 7]), fresh)
     torch.testing.assert_close(a, b)
+
+
+def test_location_aware_attention_starts_as_plain_attention_and_is_checked():
+    plain, located = tiny_model(), tiny_model(location_kernel=7)
+    assert not any(isinstance(m, torch.nn.Conv1d) for m in plain.decoder.modules())
+    missing, unexpected = located.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and all(name.endswith("cross_attn.location.weight") for name in missing) and missing
+    memory, lengths = torch.randn(2, 15, 64), torch.tensor([15, 9])
+    tokens = torch.tensor([[2, 5, 6, 7], [2, 9, 9, 4]])
+    with torch.no_grad():
+        a, wa = plain.decoder(tokens, memory, lengths, need_weights=True)
+        b, wb = located.decoder(tokens, memory, lengths, need_weights=True)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)  # a zero convolution adds nothing
+    torch.testing.assert_close(wa[-1], wb[-1], atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="location_kernel"):
+        ModelConfig(vocab_size=V, location_kernel=4)
+
+
+def test_location_term_pulls_attention_to_just_after_the_previous_query():
+    """With a kernel that adds a large logit one frame after wherever the previous query looked, and
+    memory that gives every frame the same content score, each query attends one frame further on."""
+    model = tiny_model(location_kernel=3)
+    for block in model.decoder.blocks:
+        attention = block.cross_attn
+        torch.nn.init.zeros_(attention.location.weight)
+        attention.location.weight.data[:, 0, 0] = 50.0  # output frame t reads input frame t - 1
+    memory = torch.zeros(1, 12, 64)
+    memory[0, 0] = 1.0  # distinct first frame: the first query (no predecessor) may look anywhere
+    with torch.no_grad():
+        block = model.decoder.blocks[0]
+        k, v = block.cross_attn.project_key_value(memory)
+        mask = torch.ones(1, 1, 1, 12, dtype=torch.bool)
+        queries = torch.randn(1, 5, 64)
+        _, probs, content = block.cross_attn.attend_located(queries, k, v, mask)
+    before = content[0, :, :-1].argmax(-1)  # [H, 4]: where each query's predecessor looked
+    assert torch.equal(probs[0, :, 1:].argmax(-1), (before + 1).clamp(max=11))
 
 
 def test_teacher_forcing_inputs_and_targets():
