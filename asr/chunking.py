@@ -8,16 +8,21 @@ import numpy as np
 from .segments import Segment
 
 
+def window_energy(audio: np.ndarray, hop: int, width: int) -> np.ndarray:
+    """The energy of each `width`-sample window starting every `hop` samples (at least one window)."""
+    steps = max(1, (len(audio) - width) // hop + 1)
+    power = np.concatenate([[0.0], np.square(audio, dtype=np.float64).cumsum()])
+    starts = hop * np.arange(steps)
+    return power[np.minimum(starts + width, len(audio))] - power[starts]
+
+
 def quietest_cut(audio: np.ndarray, sample_rate: int, search_from: int) -> int:
     """The sample at the centre of the quietest 100 ms window (10 ms steps) at or after `search_from`."""
     hop, width = sample_rate // 100, sample_rate // 10
     tail = audio[search_from:]
-    steps = max(1, (len(tail) - width) // hop + 1)
     if len(tail) < width:
         return search_from + len(tail) // 2
-    power = np.square(tail, dtype=np.float64).cumsum()
-    energy = power[width - 1 + hop * np.arange(steps)] - np.concatenate([[0.0], power[hop * np.arange(1, steps) - 1]])
-    return search_from + int(np.argmin(energy)) * hop + width // 2
+    return search_from + int(np.argmin(window_energy(tail, hop, width))) * hop + width // 2
 
 
 def split_long(segment: Segment, sample_rate: int, chunk_seconds: float) -> List[Segment]:

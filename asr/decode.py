@@ -57,6 +57,12 @@ class DecodingOptions:
     # bench/timestamps.py): median word-boundary error 67 ms (95th percentile 202 ms) against attention's 591 ms
     timestamps: str = _option("ctc", "word times from the CTC head's forced alignment of the best hypothesis "
                                      "(ctc) or from the frames its decoder attended to (attention)")
+    # 0.3 s and 6 dB, chosen on fsdd_connected dev (bench/timestamps.py, the recipe's model): median
+    # word-boundary error 11 ms (95th percentile 151 ms) against 61 ms (197 ms) unsnapped
+    snap_seconds: float = _option(0.3, "word starts and ends move out to the edges of the speech they lie in "
+                                       "(from a pause, to the nearest speech) within this many seconds; 0 = off")
+    snap_db: float = _option(6.0, "a 25 ms window is speech when this many dB above the recording's "
+                                  "quietest tenth")
 
     def __post_init__(self):
         if self.beam_size < 1 or not 1 <= self.nbest <= self.beam_size:
@@ -78,6 +84,8 @@ class DecodingOptions:
             raise ValueError(f"window_from must be attention or ctc, got {self.window_from!r}")
         if self.window_from == "ctc" and (self.beam_size == 1 or self.ctc_weight == 0):
             raise ValueError("window_from ctc needs beam search (beam_size > 1) with ctc_weight > 0")
+        if self.snap_seconds < 0:
+            raise ValueError(f"snap_seconds must be >= 0 (0 = off), got {self.snap_seconds}")
         if self.timestamps not in ("ctc", "attention"):
             raise ValueError(f"timestamps must be ctc or attention, got {self.timestamps!r}")
 

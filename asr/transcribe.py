@@ -22,7 +22,11 @@ from .inputs import AudioInput, collect_segments
 from .lm import CharLM, check_vocabulary, lm_from_file
 from .segments import Segment, length_buckets, pad_waveforms
 from .text import SPACE, CharTokenizer, word_separator
-from .timestamps import Span, token_spans, words_with_times
+from .timestamps import Span, Word, snap_to_speech, speech_edges, token_spans, words_with_times
+
+
+Edges = Optional[Tuple[np.ndarray, np.ndarray]]  # where speech starts and stops in a piece (s), for snapping
+Decoded = Tuple[DecodingResult, List[Span], Edges]  # a piece's best hypothesis, its tokens' frames, its edges
 
 
 @dataclass
@@ -133,7 +137,7 @@ class Recognizer:
         limit = self.chunk_limit(options)
         pieces = [(i, piece) for i, segment in enumerate(segments)
                   for piece in (split_long(segment, self.sample_rate, limit) if limit else [segment])]
-        results: List[Optional[Tuple[DecodingResult, List[Span]]]] = [None] * len(pieces)
+        results: List[Optional[Decoded]] = [None] * len(pieces)
         timing = Timing()
         # longest first: a batch that does not fit in memory fails at once, not at the end
         batches = length_buckets([p.duration for _, p in pieces], batch_seconds, max_batch_size)[::-1]
@@ -145,59 +149,67 @@ class Recognizer:
                 for i, result in zip(batch, self.decode_arrays(audio, options, timing)):
                     results[i] = result
                 bar.update(len(batch))
-        return Transcripts(self._join(segments, pieces, results), timing)
+        return Transcripts(self._join(segments, pieces, results, options.snap_seconds), timing)
 
     def decode_arrays(self, audio: List[np.ndarray], options: DecodingOptions,
-                      timing: Optional[Timing] = None) -> List[Tuple[DecodingResult, List[Span]]]:
+                      timing: Optional[Timing] = None) -> List[Decoded]:
         """One batch of mono samples at the model's rate: each result with the encoder frames its tokens
-        hold (asr/timestamps.py). The time it took is added to `timing`."""
+        hold (asr/timestamps.py) and, when word times snap to speech, where speech starts and stops in
+        it. The time it took is added to `timing`."""
         start = time.perf_counter()
         waves, lengths = pad_waveforms([torch.from_numpy(a) for a in audio])
         with torch.inference_mode():
             memory, memory_lengths = self.model.encode(waves.to(self.device), lengths.to(self.device))
             results = decode_memory(self.model, memory, memory_lengths, options, self.lm)
             spans = token_spans(self.model, memory, memory_lengths, results, options.timestamps)
+        edges = [speech_edges(a, self.sample_rate, options.snap_db) if options.snap_seconds else None for a in audio]
         if timing is not None:
             timing.compute_seconds += time.perf_counter() - start
             timing.audio_seconds += float(lengths.sum()) / self.sample_rate
-        return list(zip(results, spans))
+        return list(zip(results, spans, edges))
 
     def text(self, tokens: List[int]) -> str:
         return self.tokenizer.decode(tokens).strip()
 
     def _join(self, segments: List[Segment], pieces: List[Tuple[int, Segment]],
-              results: List[Tuple[DecodingResult, List[Span]]]) -> List[Transcript]:
+              results: List[Decoded], snap_seconds: float = 0.0) -> List[Transcript]:
         """One transcript per segment; a recording decoded in pieces gets the pieces' best texts joined
         (with a space, except in Chinese) and no n-best."""
-        per_segment: List[List[Tuple[Segment, DecodingResult, List[Span]]]] = [[] for _ in segments]
-        for (i, piece), (result, spans) in zip(pieces, results):
-            per_segment[i].append((piece, result, spans))
+        per_segment: List[List[Tuple[Segment, DecodingResult, List[Span], Edges]]] = [[] for _ in segments]
+        for (i, piece), decoded in zip(pieces, results):
+            per_segment[i].append((piece, *decoded))
         joiner = word_separator(self.lang)
         seconds = self.model.seconds_per_frame
         transcripts = []
         for segment, parts in zip(segments, per_segment):
-            text = joiner.join(t for t in (self.text(r.tokens) for _, r, _ in parts) if t)
+            text = joiner.join(t for t in (self.text(r.tokens) for _, r, _, _ in parts) if t)
             start = segment.offset or 0.0
             tokens = [(self.token_text(t), (piece.offset or 0.0) - start + f * seconds)
-                      for piece, r, _ in parts for t, f in zip(r.tokens, r.frames)]
-            words = [w for piece, r, spans in parts for w in self.words(piece, r.tokens, spans, start)]
+                      for piece, r, _, _ in parts for t, f in zip(r.tokens, r.frames)]
+            words = [w for piece, r, spans, edges in parts
+                     for w in self.words(piece, r.tokens, spans, start, edges, snap_seconds)]
             nbest = ([(self.text(t), s) for t, s in parts[0][1].nbest] if len(parts) == 1
-                     else [(text, sum(r.score for _, r, _ in parts))])
+                     else [(text, sum(r.score for _, r, _, _ in parts))])
             transcripts.append(Transcript(segment.id, text, nbest[0][1], nbest, tokens, words, segment.duration,
-                                          sum(r.loop_guard_fired for _, r, _ in parts)))
+                                          sum(r.loop_guard_fired for _, r, _, _ in parts)))
         return transcripts
 
     def token_text(self, token: int) -> str:
         return self.tokenizer.tokens[token].replace(SPACE, " ")
 
-    def words(self, piece: Segment, tokens: List[int], spans: List[Span],
-              start: float) -> List[Tuple[str, float, float]]:
+    def words(self, piece: Segment, tokens: List[int], spans: List[Span], start: float,
+              edges: Edges = None, snap_seconds: float = 0.0) -> List[Word]:
         """The words of a piece's tokens, timed in seconds from `start` in its recording; a token holding
-        frames [first, last] lasts from the start of the first to the end of the last (within the piece)."""
+        frames [first, last] lasts from the start of the first to the end of the last (within the piece).
+        With the piece's speech `edges` (onsets, offsets), each word start and end moves to the nearest
+        one within snap_seconds."""
         seconds, offset = self.model.seconds_per_frame, (piece.offset or 0.0) - start
-        starts = [offset + first * seconds for first, _ in spans]
-        ends = [offset + min((last + 1) * seconds, piece.duration) for _, last in spans]
-        return words_with_times([self.token_text(t) for t in tokens], starts, ends, self.lang)
+        starts = [first * seconds for first, _ in spans]
+        ends = [min((last + 1) * seconds, piece.duration) for _, last in spans]
+        words = words_with_times([self.token_text(t) for t in tokens], starts, ends, self.lang)
+        if edges is not None and snap_seconds:
+            words = snap_to_speech(words, *edges, snap_seconds)
+        return [(w, offset + s, offset + e) for w, s, e in words]
 
     def attention(self, samples: np.ndarray, tokens: List[int], options: Optional[DecodingOptions] = None) -> torch.Tensor:
         """Cross-attention [tokens + 1, frames] of the decoder fed `tokens`, under the options' window."""

@@ -1,11 +1,12 @@
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from asr.decode import DecodingOptions, DecodingResult
 from asr.segments import Segment
 from asr.text import CharTokenizer
-from asr.timestamps import token_spans, words_with_times
+from asr.timestamps import snap_to_speech, speech_edges, token_spans, words_with_times
 from asr.transcribe import Recognizer
 
 from test_alignment import BLANK, log_probs_from, pad_batch
@@ -70,3 +71,40 @@ def test_transcripts_have_increasing_word_times_within_the_audio(overfit_model):
             assert [w for w, _, _ in t.words] == t.text.split()
             assert all(0 <= s < e <= t.duration for _, s, e in t.words), t.words
             assert all(a[2] <= b[1] for a, b in zip(t.words, t.words[1:]))
+
+
+def bursts(spans, seconds=3.0, rate=16000):
+    """Tones at the given (start, end) seconds over a noise floor 50 dB below them."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * rate)) / rate
+    audio = 0.3 * 10 ** (-50 / 20) * rng.standard_normal(len(t))
+    for start, end in spans:
+        audio += np.where((t >= start) & (t < end), 0.3 * np.sin(2 * np.pi * 300 * t), 0.0)
+    return audio.astype(np.float32)
+
+
+def test_speech_edges_find_each_burst_and_bridge_short_pauses():
+    onsets, offsets = speech_edges(bursts([(0.5, 0.9), (1.3, 1.6), (1.65, 2.0)]), 16000, 6.0)
+    # the 50 ms pause at 1.6 s is shorter than MIN_PAUSE: one run from 1.3 to 2.0 s
+    np.testing.assert_allclose(onsets, [0.5, 1.3], atol=0.02)
+    np.testing.assert_allclose(offsets, [0.9, 2.0], atol=0.02)
+
+
+def test_words_snap_to_the_edges_of_their_own_speech_only():
+    onsets, offsets = np.array([0.5, 1.3]), np.array([0.9, 2.0])
+    words = [("one", 0.56, 0.82),  # inside the first run: out to its edges
+             ("two", 1.38, 1.60), ("three", 1.64, 1.92),  # two words in one run: only the outer edges move
+             ("four", 2.6, 2.8)]  # a run's edge further than max_shift: left alone
+    assert snap_to_speech(words, onsets, offsets, 0.3) == [("one", 0.5, 0.9), ("two", 1.3, 1.6),
+                                                           ("three", 1.64, 2.0), ("four", 2.6, 2.8)]
+    # a start in a pause moves on to the next run, an end in a pause back to the last one's stop
+    assert snap_to_speech([("one", 0.42, 0.97)], onsets, offsets, 0.3) == [("one", 0.5, 0.9)]
+    assert snap_to_speech([("uh", 1.0, 1.1)], onsets, offsets, 0.3) == [("uh", 1.0, 1.1)]  # wholly in a pause
+    assert snap_to_speech(words, onsets, offsets, 0.0) == words  # 0: nothing moves
+    assert snap_to_speech(words, np.array([]), np.array([]), 0.3) == words  # silence throughout
+
+
+def test_snapping_is_an_option_checked_like_the_others():
+    assert DecodingOptions().snap_seconds > 0
+    with pytest.raises(ValueError, match="snap_seconds"):
+        DecodingOptions(snap_seconds=-1)
