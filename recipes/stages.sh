@@ -1,14 +1,30 @@
 # The stages every recipe runs; sourced by run.sh after common.sh.
+# A recipe that sets synth_sentences (a file of lines), synth_count and synth_weight also trains on that
+# many takes of those lines by espeak-ng and flite voices (asr prep synth), drawn synth_weight times per epoch.
+synth_dir="$data_dir/synth"
 if run_stage 1; then
   echo "== stage 1: data preparation"
   $asr prep "$corpus" $(prep_source) --out "$data_dir" ${prep_options[@]+"${prep_options[@]}"}
+  if [ -n "${synth_sentences:-}" ]; then
+    if command -v espeak-ng >/dev/null && command -v flite >/dev/null; then
+      $asr prep synth --sentences "$synth_sentences" --num-train "$synth_count" --num-dev 0 --num-test 0 \
+        --out "$synth_dir"
+    else
+      echo "run.sh: espeak-ng or flite missing (apt-get install espeak-ng flite): training without synthetic voices" >&2
+    fi
+  fi
+fi
+train_manifests=("$data_dir/train.jsonl")
+if [ -n "${synth_sentences:-}" ] && [ -f "$synth_dir/train.jsonl" ]; then
+  train_manifests+=("$synth_dir/train.jsonl")
+  extra_train=("train_weights=[1,$synth_weight]" ${extra_train[@]+"${extra_train[@]}"})
 fi
 if run_stage 2; then
   # training ends by writing model.pt, the average of the best `average_best` checkpoints (conf/train.yaml),
   # so there is no averaging stage; stage 3 trains a language model where the recipe has conf/lm.yaml
   echo "== stage 2: training (checkpoints in $exp_dir/checkpoints, model.pt averaged from the best)"
   resume=(); [ -f "$exp_dir/checkpoints/last.pt" ] && resume=(--resume)
-  $asr train --config "$config" --train "$data_dir/train.jsonl" --valid "$data_dir/$valid_split.jsonl" \
+  $asr train --config "$config" --train "${train_manifests[@]}" --valid "$data_dir/$valid_split.jsonl" \
     --exp-dir "$exp_dir" "${resume[@]}" ${extra_train[@]+--set "${extra_train[@]}"}
 fi
 # a recipe with conf/lm.yaml trains a character language model (stage 3) and decodes with it
