@@ -62,7 +62,9 @@ class TrainingData:
     train: SpeechDataset  # every training corpus, one after the other
     weights: Optional[List[float]]  # per training utterance, how often an epoch draws it (None: once each)
     valid: Dict[str, SpeechDataset]  # each dev set by name
-    longest: float  # seconds; transcription cuts recordings to this: attention does not generalise far past it
+    # seconds, slowed down by the slowest speed perturbation: transcription cuts longer recordings,
+    # because attention does not generalise far past what it trained on
+    longest: float
 
 
 def set_names(manifests: Sequence[str]) -> List[str]:
@@ -95,11 +97,12 @@ def load_data(cfg: TrainConfig, tokens_path: str, write_tokens: bool = True,
         tokenizer = CharTokenizer.build(normalize_text(s.text or "", cfg.lang) for s in train_segments)
         if write_tokens:
             tokenizer.save(tokens_path)
-    train = SpeechDataset(train_segments, tokenizer, cfg.lang, cache_dir=cache_dir, augment=cfg.augment_config(),
-                          seed=cfg.seed)
+    augment = cfg.augment_config()
+    train = SpeechDataset(train_segments, tokenizer, cfg.lang, cache_dir=cache_dir, augment=augment, seed=cfg.seed)
     valid = {name: SpeechDataset(load_manifest(m), tokenizer, cfg.lang, cache_dir=cache_dir)
              for name, m in zip(set_names(cfg.valid), cfg.valid)}
-    return TrainingData(train, weights, valid, max(s.duration for s in train_segments))
+    longest = max(s.duration for s in train_segments) / min(augment.speed_factors or [1.0])
+    return TrainingData(train, weights, valid, longest)
 
 
 def validate_all(model: ASRModel, sets: Dict[str, SpeechDataset], device: torch.device, num_workers: int,

@@ -14,7 +14,7 @@ from asr_cli import main as cli_main
 from asr.config import TrainConfig
 from asr.data import Batch
 from asr.segments import Segment, write_manifest
-from asr.train import backward, train
+from asr.train import backward, load_data, train
 from data_prep.fsdd import DIGITS
 
 
@@ -215,3 +215,14 @@ def test_cosine_schedule_warms_up_then_falls_to_zero():
     assert cosine[54] == pytest.approx(0.5, abs=0.02) and cosine[99] < 0.001
     assert all(a >= b for a, b in zip(cosine[9:], cosine[10:]))
     assert inverse_sqrt[39] == pytest.approx(0.5)
+
+
+def test_longest_training_utterance_counts_the_slowest_speed_perturbation(fsdd_manifests, tmp_path):
+    """Slowed to 0.8, a 1 s recording trained as 1.25 s: recordings up to that long are decoded whole."""
+    train_manifest, valid_manifest = fsdd_manifests
+    longest = max(json.loads(line)["duration"] for line in open(train_manifest))
+    plain = load_data(tiny_config(train=[train_manifest], valid=[valid_manifest]), str(tmp_path / "a.txt"))
+    perturbed = load_data(tiny_config(train=[train_manifest], valid=[valid_manifest],
+                                      augment=dict(speed_factors=[0.8, 1.0, 1.1])), str(tmp_path / "b.txt"))
+    assert plain.longest == pytest.approx(longest)
+    assert perturbed.longest == pytest.approx(longest / 0.8)
