@@ -16,15 +16,19 @@ VOCAB = 8
 NO_RULES = DecodingOptions(beam_size=3, window_back=None, window_forward=None, eos_near_end=None)
 
 
-@pytest.fixture(scope="module")
-def model():
+def sharpened_model(**overrides) -> ASRModel:
     torch.manual_seed(0)
-    model = ASRModel(ModelConfig(vocab_size=VOCAB, **PRESETS["tiny"])).eval()
+    model = ASRModel(ModelConfig(vocab_size=VOCAB, **PRESETS["tiny"], **overrides)).eval()
     with torch.no_grad():  # sharper random posteriors (fewer near-ties), EOS rarer: hypotheses of varied lengths
         model.decoder.out.weight.mul_(4.0)
         model.decoder.out.bias[model.sos_eos] -= 3.0
         model.ctc.weight.mul_(4.0)
     return model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return sharpened_model()
 
 
 def waveforms(lengths, seed=0):
@@ -119,14 +123,8 @@ def reference_beam_search(model, memory, length, options):
     return finished
 
 
-@pytest.mark.parametrize("ctc_weight, length_penalty, length_bonus, eos_near_end, loop_guard",
-                         [(0.0, 0.0, 0.0, None, None), (0.3, 1.0, 0.0, None, None), (0.5, 0.5, 0.2, 6, None),
-                          (0.3, 1.0, 0.0, None, 5)])
-def test_cached_beam_search_equals_full_recomputation(model, ctc_weight, length_penalty, length_bonus, eos_near_end,
-                                                      loop_guard):
-    options = replace(NO_RULES, ctc_weight=ctc_weight, length_penalty=length_penalty, length_bonus=length_bonus,
-                      eos_near_end=eos_near_end, nbest=3, loop_guard=loop_guard)
-    memory, memory_lengths = encode(model, [12000, 9000, 16000], seed=1)
+def assert_search_matches_reference(model, options, sample_lengths):
+    memory, memory_lengths = encode(model, sample_lengths, seed=1)
     results = decode_memory(model, memory, memory_lengths, options)
     with torch.inference_mode():
         for b, result in enumerate(results):
@@ -136,24 +134,24 @@ def test_cached_beam_search_equals_full_recomputation(model, ctc_weight, length_
             assert result.frames == expected[0][2]
 
 
+@pytest.mark.parametrize("ctc_weight, length_penalty, length_bonus, eos_near_end, loop_guard",
+                         [(0.0, 0.0, 0.0, None, None), (0.3, 1.0, 0.0, None, None), (0.5, 0.5, 0.2, 6, None),
+                          (0.3, 1.0, 0.0, None, 5)])
+def test_cached_beam_search_equals_full_recomputation(model, ctc_weight, length_penalty, length_bonus, eos_near_end,
+                                                      loop_guard):
+    options = replace(NO_RULES, ctc_weight=ctc_weight, length_penalty=length_penalty, length_bonus=length_bonus,
+                      eos_near_end=eos_near_end, nbest=3, loop_guard=loop_guard)
+    assert_search_matches_reference(model, options, [12000, 9000, 16000])
+
+
 def test_cached_beam_search_equals_full_recomputation_with_location_aware_attention():
     """The cache carries each hypothesis' previous attention through beam reordering."""
-    torch.manual_seed(0)
-    model = ASRModel(ModelConfig(vocab_size=VOCAB, location_kernel=5, **PRESETS["tiny"])).eval()
+    model = sharpened_model(location_kernel=5)
     with torch.no_grad():
-        model.decoder.out.weight.mul_(4.0)
-        model.decoder.out.bias[model.sos_eos] -= 3.0
         for block in model.decoder.blocks:  # peaked content attention, which the convolution moves
             block.cross_attn.query.weight.mul_(8.0)
             torch.nn.init.normal_(block.cross_attn.location.weight, std=4.0)
-    options = replace(NO_RULES, ctc_weight=0.3, nbest=3)
-    memory, memory_lengths = encode(model, [12000, 9000], seed=1)
-    results = decode_memory(model, memory, memory_lengths, options)
-    with torch.inference_mode():
-        for b, result in enumerate(results):
-            expected = reference_beam_search(model, memory[b], int(memory_lengths[b]), options)
-            assert [t for t, _ in result.nbest] == [t for _, t, _ in expected][: options.nbest]
-            assert [s for _, s in result.nbest] == pytest.approx([s for s, _, _ in expected][: options.nbest], abs=1e-4)
+    assert_search_matches_reference(model, replace(NO_RULES, ctc_weight=0.3, nbest=3), [12000, 9000])
 
 
 # ---- search against search ----------------------------------------------------------------------------
