@@ -66,7 +66,8 @@ def main() -> None:
     recognizer = Recognizer.load(args.model, args.device)
     try:  # default: each utterance whole
         overrides = dict(chunk_seconds=args.chunk_seconds or 0.0, **apply_overrides({}, args.set, DecodingOptions))
-    except ASRError as e:
+        DecodingOptions(**overrides)  # checks the values now, not after loading the model
+    except (ASRError, ValueError) as e:
         parser.error(str(e))
     if args.beam_size is not None:
         overrides["beam_size"] = args.beam_size
