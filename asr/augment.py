@@ -1,6 +1,7 @@
 """Waveform augmentation for training, applied per utterance in the data loader: speed
-perturbation, reverberation, additive noise, a narrow-band channel and gain. Every draw comes from the caller's numpy
-Generator, so a seeded loader augments identically on every run (and on resume)."""
+perturbation, reverberation, additive noise, a narrow-band channel and gain, and utterances joined into
+longer ones. Every draw comes from the caller's numpy Generator, so a seeded loader augments
+identically on every run (and on resume)."""
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -13,6 +14,8 @@ from .errors import ASRError
 
 _TINY = 1e-20  # floor for RMS divisions, so silence never becomes NaN
 _CACHE_SIZE = 64  # noise / RIR files kept in memory per Augmenter (per loader worker)
+# the floor of a quiet room, so that no pause between joined utterances is digital silence
+_PAUSE_RMS = 1e-4
 
 
 class AugmentError(ASRError, ValueError):
@@ -35,14 +38,20 @@ class AugmentConfig:
     # of it survives), so wide-band corpora also teach a model for 8 kHz recordings (telephone, FSDD)
     narrowband_prob: float = 0.0
     narrowband_rate: int = 8000
+    # chance that a drawn utterance starts a longer example, joined with the next draws (with pauses)
+    # up to a length drawn uniformly to concat_seconds: an attention decoder trained on short utterances
+    # loses its place in longer recordings, so this teaches it every length up to concat_seconds
+    concat_prob: float = 0.0
+    concat_seconds: float = 30.0
+    concat_pause: List[float] = field(default_factory=lambda: [0.0, 0.5])  # [low, high] seconds between joined utterances
 
     def __post_init__(self):
         if any(not f > 0 for f in self.speed_factors):
             raise AugmentError(f"speed_factors must all be positive, got {self.speed_factors}")
-        for name in ("noise_prob", "reverb_prob", "narrowband_prob"):
+        for name in ("noise_prob", "reverb_prob", "narrowband_prob", "concat_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise AugmentError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("volume_db", "noise_snr_db", "babble_speakers", "rt60"):
+        for name in ("volume_db", "noise_snr_db", "babble_speakers", "rt60", "concat_pause"):
             value = list(getattr(self, name))
             if (value or name != "volume_db") and (len(value) != 2 or not value[0] <= value[1]):
                 raise AugmentError(f"{name} must be [low, high] with low <= high, got {value}")
@@ -52,6 +61,9 @@ class AugmentConfig:
             raise AugmentError(f"rt60 must be positive, got {self.rt60}")
         if self.narrowband_rate <= 0:
             raise AugmentError(f"narrowband_rate must be a positive sample rate in Hz, got {self.narrowband_rate}")
+        if self.concat_pause[0] < 0 or not self.concat_seconds > 0:
+            raise AugmentError(f"concat_pause must be >= 0 and concat_seconds positive, got {self.concat_pause} "
+                               f"and {self.concat_seconds}")
 
 
 def _rms(x: np.ndarray) -> float:
@@ -78,6 +90,17 @@ def narrowband(samples: np.ndarray, sample_rate: int, channel_rate: int) -> np.n
     down = soxr.resample(samples, sample_rate, channel_rate, quality="HQ")
     up = soxr.resample(down, channel_rate, sample_rate, quality="HQ").astype(np.float32)
     return np.pad(up, (0, max(samples.size - up.size, 0)))[:samples.size]
+
+
+def join_with_pauses(pieces: List[np.ndarray], pause_seconds: List[float], sample_rate: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """The pieces one after the other, each gap a pause of faint noise lasting a uniform draw from
+    [low, high] seconds."""
+    out = [np.asarray(pieces[0], dtype=np.float32)]
+    for piece in pieces[1:]:
+        pause = rng.standard_normal(int(rng.uniform(*pause_seconds) * sample_rate)) * _PAUSE_RMS
+        out += [pause.astype(np.float32), np.asarray(piece, dtype=np.float32)]
+    return np.concatenate(out)
 
 
 def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:

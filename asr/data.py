@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, Sampler
 
 from .audio import SAMPLE_RATE
-from .augment import Augmenter, AugmentConfig
+from .augment import Augmenter, AugmentConfig, join_with_pauses
 from .cache import AudioCache
 from .errors import ASRError
 from .features import FeatureStatistics, GlobalCMVN, LogMel
@@ -56,10 +56,12 @@ class Example:
 class Draw(NamedTuple):
     """One utterance drawn into a batch: which (`index`), and when (`epoch`, and `slot`, its place
     among the epoch's draws), so the loader can seed each draw's augmentation the same in every run
-    and after a resume, and an utterance drawn twice in an epoch is augmented twice differently."""
+    and after a resume, and an utterance drawn twice in an epoch is augmented twice differently.
+    `joined` are the utterances that follow `index` in the same example (AugmentConfig.concat_prob)."""
     index: int
     epoch: int
     slot: int
+    joined: Tuple[int, ...] = ()
 
 
 class SpeechDataset(Dataset):
@@ -74,6 +76,7 @@ class SpeechDataset(Dataset):
         self.segments = load_manifest(os.fspath(segments)) if is_path else list(segments)
         self.tokenizer, self.lang, self.sample_rate, self.seed = tokenizer, lang, sample_rate, seed
         self.cache = AudioCache(cache_dir, sample_rate) if cache_dir else None
+        self.pause_seconds = augment.concat_pause if augment else [0.0, 0.0]
         augmenter = Augmenter(augment, sample_rate, self.random_utterance) if augment else None
         self.augmenter = augmenter if augmenter and augmenter.enabled else None
 
@@ -94,13 +97,22 @@ class SpeechDataset(Dataset):
 
     def __getitem__(self, key: Union[int, Draw]) -> Example:
         """An utterance by index, or a sampler's draw: drawn utterances are augmented (when
-        augmentation is on) with a generator seeded by (seed, epoch, slot)."""
-        index = key.index if isinstance(key, Draw) else key
-        segment, audio = self.segments[index], self.samples(index)
+        augmentation is on) with a generator seeded by (seed, epoch, slot), and joined to the
+        utterances the draw lists after it, each augmented on its own, with pauses between."""
+        draw = key if isinstance(key, Draw) else Draw(key, 0, 0)
+        pieces = (draw.index, *draw.joined)
+        audio = [self.samples(i) for i in pieces]
         if self.augmenter is not None and isinstance(key, Draw):
-            audio = self.augmenter(audio, np.random.default_rng([self.seed, key.epoch, key.slot]))
-        tokens = self.tokenizer.encode(normalize_text(segment.text or "", self.lang))
-        return Example(id=segment.id, waveform=torch.from_numpy(audio), tokens=torch.tensor(tokens, dtype=torch.long))
+            seeds = [[self.seed, draw.epoch, draw.slot]] + [[self.seed, draw.epoch, draw.slot, k]
+                                                            for k in range(1, len(pieces))]
+            audio = [self.augmenter(x, np.random.default_rng(s)) for x, s in zip(audio, seeds)]
+        if len(pieces) > 1:
+            pauses = np.random.default_rng([self.seed, draw.epoch, draw.slot, len(pieces)])
+            audio = [join_with_pauses(audio, self.pause_seconds, self.sample_rate, pauses)]
+        segments = [self.segments[i] for i in pieces]
+        text = normalize_text(" ".join(s.text or "" for s in segments), self.lang)
+        return Example(id="+".join(s.id for s in segments), waveform=torch.from_numpy(audio[0]),
+                       tokens=torch.tensor(self.tokenizer.encode(text), dtype=torch.long))
 
 
 @dataclass
@@ -123,6 +135,27 @@ def collate(examples: Sequence[Example]) -> Batch:
     )
 
 
+def join_draws(draws: Sequence[int], durations: Sequence[float], cfg: AugmentConfig,
+               rng: np.random.Generator) -> List[Tuple[int, ...]]:
+    """The draws, shuffled, grouped into examples: each one, with chance cfg.concat_prob, starts an
+    example that takes the draws after it while it stays within a length drawn uniformly between its
+    own and cfg.concat_seconds (counting the longest pause per join), so joined examples cover every
+    length up to concat_seconds. The rest stay single."""
+    order = [draws[i] for i in rng.permutation(len(draws))]
+    examples, position = [], 0
+    while position < len(order):
+        example, total = [order[position]], durations[order[position]]
+        position += 1
+        if rng.random() < cfg.concat_prob:
+            target = rng.uniform(total, max(total, cfg.concat_seconds))
+            while position < len(order) and total + cfg.concat_pause[1] + durations[order[position]] <= target:
+                total += cfg.concat_pause[1] + durations[order[position]]
+                example.append(order[position])
+                position += 1
+        examples.append(tuple(example))
+    return examples
+
+
 class BucketBatchSampler(Sampler[List[Draw]]):
     """Batches of utterances of similar duration, so that little of a batch is padding, sized by
     padded seconds (batch size x longest duration <= max_seconds) so long utterances come in small
@@ -136,10 +169,14 @@ class BucketBatchSampler(Sampler[List[Draw]]):
     Batches are global: with several processes, rank r takes items r, r + R, ... of every batch
     (as ESPnet does), so R processes step through exactly the batches that one process would, and
     every rank runs the same number of steps. Each batch therefore holds at least R utterances.
+    `concat` (AugmentConfig's concat_prob, concat_seconds, concat_pause) joins draws into longer
+    examples (join_draws) before they are bucketed; each epoch then joins differently.
+
     Call set_epoch before each pass, as with DistributedSampler."""
 
     def __init__(self, durations: Sequence[float], max_seconds: float, max_batch_size: Optional[int] = None,
-                 seed: int = 0, num_replicas: int = 1, rank: int = 0, weights: Optional[Sequence[float]] = None):
+                 seed: int = 0, num_replicas: int = 1, rank: int = 0, weights: Optional[Sequence[float]] = None,
+                 concat: Optional[AugmentConfig] = None):
         if max_seconds <= 0 or (max_batch_size is not None and max_batch_size < 1):
             raise ASRError("max_seconds and max_batch_size must be positive")
         if not 0 <= rank < num_replicas:
@@ -149,26 +186,32 @@ class BucketBatchSampler(Sampler[List[Draw]]):
         self.durations, self.weights = list(durations), None if weights is None else np.asarray(weights, float)
         self.max_seconds, self.max_batch_size = max_seconds, max_batch_size
         self.seed, self.num_replicas, self.rank = seed, num_replicas, rank
+        self.concat = concat if concat is not None and concat.concat_prob > 0 else None
         self.epoch = 0
         self.position = 0  # batches of this epoch handed out so far
         self._pass_start = 0
-        self._cached: Tuple[Optional[int], List[int], List[List[int]]] = (None, [], [])
+        self._cached: Tuple[Optional[int], List[Tuple[int, ...]], List[List[int]]] = (None, [], [])
         if len(self.draws_and_batches(0)[0]) < num_replicas:
             raise ASRError(f"{len(durations)} utterances are too few for {num_replicas} processes")
 
-    def draws_and_batches(self, epoch: int) -> Tuple[List[int], List[List[int]]]:
-        """The utterances an epoch draws (slot -> index) and its batches (lists of slots), unshuffled."""
-        key = epoch if self.weights is not None else 0  # unweighted, every epoch draws the same
+    def draws_and_batches(self, epoch: int) -> Tuple[List[Tuple[int, ...]], List[List[int]]]:
+        """The examples an epoch draws (slot -> the utterances it joins, usually one) and its batches
+        (lists of slots), unshuffled."""
+        varies = self.weights is not None or self.concat is not None
+        key = epoch if varies else 0  # unweighted and unjoined, every epoch draws the same
         if self._cached[0] != key:
             draws = list(range(len(self.durations)))
+            rng = np.random.default_rng([self.seed, epoch])
             if self.weights is not None:
-                rng = np.random.default_rng([self.seed, epoch])
                 copies = np.floor(self.weights) + (rng.random(len(self.weights)) < self.weights % 1)
                 draws = np.repeat(np.arange(len(self.weights)), copies.astype(int)).tolist()
-            size = max(self.num_replicas, self.max_batch_size or len(draws))
-            batches = length_buckets([self.durations[i] for i in draws], self.max_seconds, size,
-                                     min_size=self.num_replicas)
-            self._cached = (key, draws, batches)
+            examples, pause = [(i,) for i in draws], 0.0
+            if self.concat is not None:
+                examples, pause = join_draws(draws, self.durations, self.concat, rng), sum(self.concat.concat_pause) / 2
+            lengths = [sum(self.durations[i] for i in e) + pause * (len(e) - 1) for e in examples]
+            size = max(self.num_replicas, self.max_batch_size or len(examples))
+            batches = length_buckets(lengths, self.max_seconds, size, min_size=self.num_replicas)
+            self._cached = (key, examples, batches)
         return self._cached[1], self._cached[2]
 
     def __len__(self) -> int:
@@ -185,7 +228,8 @@ class BucketBatchSampler(Sampler[List[Draw]]):
         self._pass_start = self.position
         for b in order[self.position:].tolist():
             self.position += 1
-            yield [Draw(draws[slot], self.epoch, slot) for slot in batches[b][self.rank::self.num_replicas]]
+            yield [Draw(draws[slot][0], self.epoch, slot, draws[slot][1:])
+                   for slot in batches[b][self.rank::self.num_replicas]]
 
     def state_dict(self, batches_done: Optional[int] = None) -> Dict[str, int]:
         """Where to resume. `batches_done` is how many batches of the current pass the caller has

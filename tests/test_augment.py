@@ -258,3 +258,18 @@ def test_real_speech(shared_data):
 def test_config_validation(kwargs, field):
     with pytest.raises(ValueError, match=field):
         AugmentConfig(**kwargs)
+
+
+def test_join_with_pauses_keeps_the_pieces_and_draws_each_pause():
+    from asr.augment import join_with_pauses
+
+    rng = np.random.default_rng(0)
+    pieces = [np.full(100, 0.5, np.float32), np.full(50, -0.5, np.float32), np.full(10, 0.25, np.float32)]
+    joined = join_with_pauses(pieces, [0.01, 0.02], 16000, rng)
+    assert 160 + 2 * 160 <= len(joined) <= 160 + 2 * 320
+    assert np.array_equal(joined[:100], pieces[0]) and np.array_equal(joined[-10:], pieces[2])
+    assert np.sum(joined == -0.5) == 50
+    with pytest.raises(ASRError):
+        AugmentConfig(concat_pause=[-0.1, 0.2])
+    with pytest.raises(ASRError):
+        AugmentConfig(concat_prob=1.5)

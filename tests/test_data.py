@@ -260,3 +260,54 @@ def test_dataset_augments_draws_reproducibly_and_never_plain_indices(fsdd_manife
     assert torch.equal(first, again) and not (len(first) == len(other) and torch.equal(first, other))
     assert abs(len(first) / len(plain[2].waveform) - 1) > 0.05  # sped up or slowed down by 10 %
     assert torch.equal(dataset[2].waveform, plain[2].waveform)  # validation-style access: untouched
+
+
+def test_joined_draws_cover_every_draw_once_within_the_length():
+    from asr.augment import AugmentConfig
+    from asr.data import join_draws
+
+    cfg = AugmentConfig(concat_prob=0.3, concat_seconds=20.0, concat_pause=[0.1, 0.4])
+    examples = join_draws(list(range(100)), DURATIONS, cfg, np.random.default_rng(0))
+    assert sorted(i for e in examples for i in e) == list(range(100))
+    joined = [e for e in examples if len(e) > 1]
+    assert len(joined) > 10
+    for e in joined:  # pauses counted at their longest, so an example never passes concat_seconds
+        assert sum(DURATIONS[i] for i in e) + 0.4 * (len(e) - 1) <= 20.0
+    lengths = [sum(DURATIONS[i] for i in e) for e in joined]
+    assert min(lengths) < 8 and max(lengths) > 14  # targets drawn uniformly: short and long ones
+    none = AugmentConfig(concat_prob=0.0)
+    assert all(len(e) == 1 for e in join_draws(list(range(100)), DURATIONS, none, np.random.default_rng(0)))
+
+
+def test_sampler_hands_out_joined_draws_bucketed_by_their_total_length():
+    from asr.augment import AugmentConfig
+
+    cfg = AugmentConfig(concat_prob=0.5, concat_seconds=15.0)
+    sampler = BucketBatchSampler(DURATIONS, max_seconds=30.0, seed=2, concat=cfg)
+    sampler.set_epoch(1)
+    draws = [d for b in sampler for d in b]
+    assert sorted(i for d in draws for i in (d.index, *d.joined)) == list(range(100))
+    assert any(len(d.joined) >= 2 for d in draws)
+    sampler.set_epoch(2)
+    assert [d.joined for b in sampler for d in b] != [d.joined for d in draws]  # joined anew each epoch
+    plain = BucketBatchSampler(DURATIONS, max_seconds=30.0, seed=2, concat=AugmentConfig())
+    assert epoch_batches(plain, 1) == epoch_batches(BucketBatchSampler(DURATIONS, 30.0, seed=2), 1)
+
+
+def test_dataset_joins_a_draw_with_pauses_and_one_transcript(fsdd_manifest):
+    from asr.augment import AugmentConfig
+    from asr.data import Draw
+
+    tokenizer = CharTokenizer.build([" ".join(DIGITS)])
+    dataset = SpeechDataset(fsdd_manifest, tokenizer, augment=AugmentConfig(concat_pause=[0.2, 0.3]))
+    pieces = [dataset[i] for i in (1, 3, 4)]
+    example = dataset[Draw(1, 0, 5, (3, 4))]
+    assert example.id == "3_jackson_1+9_nicolas_3+5_yweweler_4"
+    assert tokenizer.decode(example.tokens.tolist()) == "three nine five"
+    pause = len(example.waveform) - sum(len(p.waveform) for p in pieces)
+    assert 2 * 0.2 * 16000 <= pause <= 2 * 0.3 * 16000
+    first, second = pieces[0].waveform, pieces[1].waveform
+    assert torch.equal(example.waveform[:len(first)], first)  # each piece intact, in order
+    gap = example.waveform[len(first):len(example.waveform) - len(second) - len(pieces[2].waveform) - pause // 2]
+    assert 0 < gap.abs().max() < 1e-3  # a pause of faint noise, not digital silence
+    assert torch.equal(dataset[Draw(1, 0, 5, (3, 4))].waveform, example.waveform)
