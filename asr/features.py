@@ -169,12 +169,12 @@ class SpecAugment(nn.Module):
         batch, frames, n_mels = feats.shape
         lengths = lengths.to(feats.device)
         if cfg.time_warp > 0:
-            feats = self._time_warp(feats, lengths, _uniform(generator, feats.device, batch, 2))
+            feats = self._time_warp(feats, lengths, uniform_draws(generator, feats.device, batch, 2))
         freq_width = torch.full((batch,), min(cfg.freq_width, n_mels), device=feats.device)
-        freq_mask = _band_mask(_uniform(generator, feats.device, batch, cfg.freq_masks, 2), freq_width,
+        freq_mask = _band_mask(uniform_draws(generator, feats.device, batch, cfg.freq_masks, 2), freq_width,
                                torch.full_like(freq_width, n_mels), n_mels)
         time_width = torch.clamp((lengths * cfg.time_width_ratio).long(), max=cfg.time_width)
-        time_mask = _band_mask(_uniform(generator, feats.device, batch, cfg.time_masks, 2), time_width, lengths,
+        time_mask = _band_mask(uniform_draws(generator, feats.device, batch, cfg.time_masks, 2), time_width, lengths,
                                frames)
         valid = torch.arange(frames, device=feats.device) < lengths[:, None]
         masked = (freq_mask[:, None, :] | time_mask[:, :, None]) & valid[:, :, None]
@@ -202,7 +202,7 @@ class SpecAugment(nn.Module):
                 + feats.gather(1, above[:, :, None].expand(shape)) * frac)
 
 
-def _uniform(generator: Optional[torch.Generator], device: torch.device, *shape: int) -> Tensor:
+def uniform_draws(generator: Optional[torch.Generator], device: torch.device, *shape: int) -> Tensor:
     """Draws in [0, 1) made where the generator lives, so a CPU generator also seeds GPU batches."""
     where = generator.device if generator is not None else device
     return torch.rand(*shape, generator=generator, device=where, dtype=torch.float64).to(device)
