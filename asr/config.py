@@ -67,6 +67,11 @@ class TrainConfig:
     valid_decode_every: int = 1
     # waveform augmentation in the data loader: speed, volume, noise, reverberation (AugmentConfig fields)
     augment: Dict = field(default_factory=dict, metadata={"schema": AugmentConfig})
+    # minimum expected character errors (asr/mwer.py), for fine-tuning a trained model (asr train --init-from):
+    # this weight × the expected errors over each utterance's mwer_nbest-best list (the beam search with
+    # the decoding options below) is added to the joint loss; 0 = off
+    mwer_weight: float = 0.0
+    mwer_nbest: int = 4
     # DecodingOptions fields recommended for this model; saved in model.pt, the default when decoding with it
     decoding: Dict = field(default_factory=dict, metadata={"schema": DecodingOptions})
 
@@ -83,6 +88,9 @@ class TrainConfig:
             raise ASRError(f"train_weights has {len(self.train_weights)} entries for {len(self.train)} training manifests")
         if self.valid_decode_every < 1:
             raise ASRError("valid_decode_every must be 1 or more")
+        if self.mwer_weight < 0 or self.mwer_nbest < 2:
+            raise ASRError(f"mwer_weight must be >= 0 and mwer_nbest >= 2 (an expectation needs a list), "
+                           f"got {self.mwer_weight} and {self.mwer_nbest}")
         self.model_config(vocab_size=0)  # bad model options fail here, before an experiment folder is made
         self.decoding_options()
         self.augment_config()

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from .alignment import ctc_forced_align, diagonal_frames, guided_attention_penalty, query_frames
 from .features import FeatureConfig, GlobalCMVN, LogMel, SpecAugment, SpecAugmentConfig, utterance_mean_normalize
+from .scheduled_sampling import ScheduledSamplingConfig, mix_predictions
 from .text import BLANK, IGNORE_ID, SOS_EOS, SPECIAL_TOKENS
 
 
@@ -43,6 +44,8 @@ class ModelConfig:
     guided_attention_decay_steps: int = 0  # the weight halves every this many optimiser steps; 0 = constant
     features: FeatureConfig = field(default_factory=FeatureConfig)
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    # training only: the decoder also learns from inputs that hold its own predictions (off by default)
+    scheduled_sampling: ScheduledSamplingConfig = field(default_factory=ScheduledSamplingConfig)
 
     RENAMED: ClassVar[Dict[str, str]] = {"ctc_weight": "ctc_loss_weight"}  # old name -> new, still read
     GUIDED_PATHS: ClassVar[Tuple[str, ...]] = ("ctc", "diagonal")
@@ -79,6 +82,8 @@ class ModelConfig:
             d["features"] = FeatureConfig(**d["features"])
         if isinstance(d.get("specaugment"), dict):
             d["specaugment"] = SpecAugmentConfig(**d["specaugment"])
+        if isinstance(d.get("scheduled_sampling"), dict):
+            d["scheduled_sampling"] = ScheduledSamplingConfig(**d["scheduled_sampling"])
         return cls(**d)
 
 
@@ -512,9 +517,15 @@ class ASRModel(nn.Module):
         """Joint loss (1 - λ)·attention CE + λ·CTC, both summed per utterance and averaged over the
         batch as in ESPnet, with token-accuracy counts for logging. In training with a guided attention
         weight, plus that weight (decayed to optimiser step `step`) × the guided attention penalty,
-        reported as guided_loss; evaluation losses leave it out, so they compare across runs."""
+        reported as guided_loss; evaluation losses leave it out, so they compare across runs. With
+        scheduled sampling at that step, the decoder trains on inputs mixed with its own predictions."""
         memory, memory_lengths = self.encode(waveforms, lengths, generator)
         inputs, targets = self.decoder_io(tokens)
+        sampling = self.cfg.scheduled_sampling.probability(step) if self.training else 0.0
+        if sampling > 0:
+            with torch.no_grad():
+                first_pass, _ = self.decoder(inputs, memory, memory_lengths)
+            inputs = mix_predictions(inputs, first_pass.argmax(dim=-1), sampling, generator)
         guided = self.training and self.cfg.guided_attention_weight > 0
         logits, cross_weights = self.decoder(inputs, memory, memory_lengths, need_weights=guided)
         b = tokens.shape[0]
@@ -528,7 +539,8 @@ class ASRModel(nn.Module):
         correct = ((logits.argmax(-1) == targets) & valid).sum()
         lam = self.cfg.ctc_loss_weight
         out = dict(loss=(1 - lam) * att_loss + lam * ctc_loss, att_loss=att_loss.detach(),
-                   ctc_loss=ctc_loss.detach(), correct=correct.detach(), tokens=valid.sum())
+                   ctc_loss=ctc_loss.detach(), correct=correct.detach(), tokens=valid.sum(),
+                   memory=memory, memory_lengths=memory_lengths)  # for losses computed outside (asr/mwer.py)
         if guided:
             guided_loss = self.guided_attention_loss(cross_weights, log_probs, memory_lengths, tokens, token_lengths)
             out["loss"] = out["loss"] + self.guided_attention_scale(step) * guided_loss

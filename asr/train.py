@@ -16,12 +16,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .checkpoint import CheckpointManager, model_file, model_from_file
+from .checkpoint import CheckpointManager, LoadedModel, load_model_file, model_file, model_from_file
 from .config import TrainConfig
 from .data import Batch, BucketBatchSampler, SpeechDataset, collate, feature_statistics, filter_segments
 from .errors import ASRError
 from .heads import describe_heads, find_alignment_heads
-from .model import ASRModel
+from .model import ASRModel, ModelConfig
+from .mwer import MWERObjective
 from .runtime import Distributed, autocast, process_group, rng_state, set_rng_state, stop_on_sigint
 from .segments import load_manifest
 from .text import CharTokenizer, normalize_text
@@ -62,8 +63,9 @@ class TrainingData:
     train: SpeechDataset  # every training corpus, one after the other
     weights: Optional[List[float]]  # per training utterance, how often an epoch draws it (None: once each)
     valid: Dict[str, SpeechDataset]  # each dev set by name
-    # seconds, slowed down by the slowest speed perturbation: transcription cuts longer recordings,
-    # because attention does not generalise far past what it trained on
+    # seconds (of an utterance, or of utterances joined by augment.concat_prob), slowed down by the
+    # slowest speed perturbation: transcription cuts longer recordings, because attention does not
+    # generalise far past what it trained on
     longest: float
 
 
@@ -75,10 +77,11 @@ def set_names(manifests: Sequence[str]) -> List[str]:
     return [os.path.join(os.path.basename(os.path.dirname(os.path.abspath(m))), stem) for m, stem in zip(manifests, stems)]
 
 
-def load_data(cfg: TrainConfig, tokens_path: str, write_tokens: bool = True,
-              cache_dir: Optional[str] = None) -> TrainingData:
+def load_data(cfg: TrainConfig, tokens_path: str, write_tokens: bool = True, cache_dir: Optional[str] = None,
+              tokenizer: Optional[CharTokenizer] = None) -> TrainingData:
     """The training segments of every corpus within the configured durations and each dev set, with
-    the tokenizer read from `tokens_path` (on resume) or built over all training transcripts and saved there."""
+    the tokenizer read from `tokens_path` (on resume), or else the given one (a model fine-tuned keeps
+    its vocabulary) or one built over all training transcripts, saved there."""
     corpora = []
     for manifest in cfg.train:
         segments, dropped = filter_segments(load_manifest(manifest), cfg.min_duration, cfg.max_duration)
@@ -94,14 +97,15 @@ def load_data(cfg: TrainConfig, tokens_path: str, write_tokens: bool = True,
     if os.path.exists(tokens_path):
         tokenizer = CharTokenizer.load(tokens_path)
     else:
-        tokenizer = CharTokenizer.build(normalize_text(s.text or "", cfg.lang) for s in train_segments)
+        tokenizer = tokenizer or CharTokenizer.build(normalize_text(s.text or "", cfg.lang) for s in train_segments)
         if write_tokens:
             tokenizer.save(tokens_path)
     augment = cfg.augment_config()
     train = SpeechDataset(train_segments, tokenizer, cfg.lang, cache_dir=cache_dir, augment=augment, seed=cfg.seed)
     valid = {name: SpeechDataset(load_manifest(m), tokenizer, cfg.lang, cache_dir=cache_dir)
              for name, m in zip(set_names(cfg.valid), cfg.valid)}
-    longest = max(s.duration for s in train_segments) / min(augment.speed_factors or [1.0])
+    longest = max([s.duration for s in train_segments] + [augment.concat_seconds] * (augment.concat_prob > 0))
+    longest /= min(augment.speed_factors or [1.0])
     return TrainingData(train, weights, valid, longest)
 
 
@@ -130,15 +134,20 @@ class EpochTotals:
 
 
 def backward(model: torch.nn.Module, batch: Batch, device: torch.device, generator: torch.Generator,
-             scaler: torch.amp.GradScaler, amp: str, weight: float, sync: bool, step: int) -> float:
+             scaler: torch.amp.GradScaler, amp: str, weight: float, sync: bool, step: int,
+             mwer: Optional[MWERObjective] = None) -> float:
     """Accumulates the gradients of `weight` × the batch's loss (synchronising DDP ranks only when
-    `sync`); returns the loss. `step` (optimiser steps so far) sets loss terms that decay."""
-    no_sync = not sync and isinstance(model, DistributedDataParallel)
-    waves, lengths = batch.waveforms.to(device), batch.waveform_lengths.to(device)
-    with model.no_sync() if no_sync else contextlib.nullcontext(), autocast(amp, device):
-        out = model(waves, lengths, batch.tokens.to(device), generator=generator, step=step)
-        scaler.scale(out["loss"] * weight).backward()
-    return out["loss"].item()
+    `sync`); returns the loss. `step` (optimiser steps so far) sets loss terms that decay; `mwer`
+    adds minimum expected error training's term."""
+    is_ddp = isinstance(model, DistributedDataParallel)
+    waves, lengths, tokens = batch.waveforms.to(device), batch.waveform_lengths.to(device), batch.tokens.to(device)
+    with model.no_sync() if is_ddp and not sync else contextlib.nullcontext(), autocast(amp, device):
+        out = model(waves, lengths, tokens, generator=generator, step=step)
+        loss = out["loss"]
+        if mwer is not None:
+            loss = loss + mwer(model.module if is_ddp else model, out, tokens)
+        scaler.scale(loss * weight).backward()
+    return loss.item()
 
 
 def apply_gradients(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
@@ -161,11 +170,31 @@ def progress_bar(loader: DataLoader, description: str, shown: bool) -> tqdm:
     return tqdm(loader, desc=description, disable=None if shown else True, dynamic_ncols=True, leave=False)
 
 
+def merged(base: Dict, overrides: Dict) -> Dict:
+    """`base` with `overrides` on top, nested sections merged key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def fine_tuned(start: LoadedModel, cfg: TrainConfig) -> ASRModel:
+    """The model of a model file, to train on: its sizes, vocabulary, weights and feature statistics,
+    with the config's `model:` entries (dropout, CTC weight, SpecAugment, scheduled sampling...) on top."""
+    try:
+        config = ModelConfig.from_dict(merged(start.model.cfg.to_dict(), cfg.model))
+        model = ASRModel(config)
+        model.load_state_dict(start.model.state_dict())
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ASRError(f"cannot fine-tune with these model options: {str(e).splitlines()[0]}") from None
+    return model
+
+
 def training_batches(data: TrainingData, cfg: TrainConfig, dist: Distributed) -> Tuple[BucketBatchSampler, DataLoader]:
     """This process's sampler of the global batches, and the loader that reads (and augments) them."""
     sampler = BucketBatchSampler([s.duration for s in data.train.segments], cfg.max_batch_seconds,
                                  max_batch_size=cfg.max_batch_size, seed=cfg.seed, num_replicas=dist.world_size,
-                                 rank=dist.rank, weights=data.weights)
+                                 rank=dist.rank, weights=data.weights, concat=cfg.augment_config())
     # persistent workers: no process start-up at every epoch; the sampler is re-iterated each pass
     return sampler, DataLoader(data.train, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
                                persistent_workers=cfg.num_workers > 0)
@@ -184,7 +213,7 @@ class Trainer:
     """Trains cfg's model, validating and checkpointing after every epoch (on rank 0 under torchrun)."""
 
     def __init__(self, cfg: TrainConfig, exp_dir: str, device: str = "cpu",
-                 should_stop: Optional[Callable[[int], bool]] = None):
+                 should_stop: Optional[Callable[[int], bool]] = None, init_from: Optional[str] = None):
         self.cfg, self.device, self.dist = cfg, torch.device(device), Distributed.from_env()
         self.should_stop = should_stop or (lambda step: False)
         if cfg.threads:
@@ -193,9 +222,16 @@ class Trainer:
         random.seed(cfg.seed)
         self.checkpoints = CheckpointManager(exp_dir, cfg.keep_best, cfg.average_best, cfg.rank_by)
         os.makedirs(self.checkpoints.folder, exist_ok=True)
+        start = load_model_file(init_from) if init_from else None
+        self.init_from = os.path.abspath(init_from) if init_from else None
         self.data = load_data(cfg, os.path.join(exp_dir, "tokens.txt"), self.dist.is_main,
-                              os.path.join(exp_dir, "audio_cache") if cfg.audio_cache else None)
-        self.model = ASRModel(cfg.model_config(len(self.data.train.tokenizer))).to(self.device)
+                              os.path.join(exp_dir, "audio_cache") if cfg.audio_cache else None,
+                              start.tokenizer if start else None)
+        if start is None:
+            self.model = ASRModel(cfg.model_config(len(self.data.train.tokenizer))).to(self.device)
+        else:
+            self.model = fine_tuned(start, cfg).to(self.device)
+        self.mwer = MWERObjective(cfg.mwer_weight, cfg.mwer_nbest, cfg.decoding_options()) if cfg.mwer_weight else None
         self.sampler, self.train_loader = training_batches(self.data, cfg, self.dist)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, cfg.weight_decay, cfg.weight_decay_scope),
                                            lr=cfg.peak_lr, betas=(0.9, 0.98))
@@ -212,7 +248,7 @@ class Trainer:
         state = self.checkpoints.load_last() if resume else None
         if state is not None:
             self.restore(state)
-        else:
+        elif self.init_from is None:  # a fine-tuned model keeps its feature statistics
             self.model.normalize.copy_(feature_statistics(self.data.train.all_samples(self.cfg.cmvn_utterances),
                                                           self.model.frontend))
         model = self.dist.wrap(self.model, self.device)
@@ -246,7 +282,7 @@ class Trainer:
             boundary = (i + 1) % self.cfg.accum_grad == 0
             weight = self.dist.share_of_global_batch(len(batch.ids)) / self.cfg.accum_grad
             loss = backward(model, batch, self.device, self.generator, scaler, self.cfg.amp, weight, sync=boundary,
-                            step=self.step)
+                            step=self.step, mwer=self.mwer)
             if boundary:
                 if not apply_gradients(self.model, self.optimizer, self.scheduler, scaler, self.cfg.grad_clip):
                     log.warning("step %d: non-finite gradient norm, update skipped", self.step)
@@ -293,7 +329,7 @@ class Trainer:
     def state(self) -> Dict:
         """A model file (with the recommended decoding options in its info) plus the training state."""
         info = dict(epoch=self.epoch, step=self.step, train_config=asdict(self.cfg), decoding=dict(self.cfg.decoding),
-                    longest_train_utterance=math.ceil(self.data.longest * 100) / 100)
+                    longest_train_utterance=math.ceil(self.data.longest * 100) / 100, init_from=self.init_from)
         state = model_file(self.model, self.data.train.tokenizer.tokens, self.cfg.lang, info)
         state["training"] = dict(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                                  sampler=self.sampler.state_dict(self.batches_done), rng=rng_state(),
@@ -317,10 +353,12 @@ class Trainer:
 
 def train(cfg: TrainConfig, train_manifest: Union[str, Sequence[str], None] = None,
           valid_manifest: Union[str, Sequence[str], None] = None, exp_dir: str = "exp", device: str = "cpu",
-          resume: bool = False, should_stop: Optional[Callable[[int], bool]] = None) -> Optional[str]:
+          resume: bool = False, should_stop: Optional[Callable[[int], bool]] = None,
+          init_from: Optional[str] = None) -> Optional[str]:
     """Trains a model into EXP_DIR/model.pt (returned; None when stopped early, to continue with
     resume=True), joining torchrun's process group when launched under torchrun. Manifests given here
-    (one or several) replace the config's `train` and `valid` lists."""
+    (one or several) replace the config's `train` and `valid` lists. `init_from` (a model file)
+    fine-tunes that model instead of starting from random weights (fine_tuned)."""
     given = {name: [m] if isinstance(m, str) else list(m)
              for name, m in (("train", train_manifest), ("valid", valid_manifest)) if m}
     cfg = replace(cfg, **given)
@@ -328,4 +366,4 @@ def train(cfg: TrainConfig, train_manifest: Union[str, Sequence[str], None] = No
         if not getattr(cfg, name):
             raise ASRError(f"no {name} manifest: pass --{name} or list them under '{name}:' in the config")
     with process_group(device) as device:
-        return Trainer(cfg, exp_dir, device, should_stop).fit(resume)
+        return Trainer(cfg, exp_dir, device, should_stop, init_from).fit(resume)

@@ -36,6 +36,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exp-dir", required=True, help="folder for checkpoints, logs and the final model.pt")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (auto: cuda when available)")
     p.add_argument("--resume", action="store_true", help="continue from EXP_DIR/checkpoints/last.pt")
+    p.add_argument("--init-from", metavar="MODEL", help="fine-tune this model file (its sizes, vocabulary, weights and "
+                                                        "feature statistics; the config's model: entries on top)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override config entries, e.g. epochs=5 model.d_model=128")
 
@@ -59,7 +61,8 @@ def _train(args) -> int:
         raise ASRError(f"{args.exp_dir} already holds a training run: pass --resume to continue it, "
                        "or choose another --exp-dir")
     _log_to(args.exp_dir)
-    path = train(cfg, args.train, args.valid, args.exp_dir, device=_device(args.device), resume=args.resume)
+    path = train(cfg, args.train, args.valid, args.exp_dir, device=_device(args.device), resume=args.resume,
+                 init_from=args.init_from)
     if path is None:
         return 130
     print(path)

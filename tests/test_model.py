@@ -242,7 +242,7 @@ def test_guided_attention_off_leaves_loss_and_gradients_bit_identical(shared_dat
         out["loss"].backward()
         outs.append(out)
         grads.append([p.grad for p in model.parameters()])
-    assert set(outs[1]) == {"loss", "att_loss", "ctc_loss", "correct", "tokens"}
+    assert "guided_loss" not in outs[1]
     assert torch.equal(outs[0]["loss"], outs[1]["loss"])
     assert all(torch.equal(a, b) for a, b in zip(*grads))
 

@@ -226,3 +226,38 @@ def test_longest_training_utterance_counts_the_slowest_speed_perturbation(fsdd_m
                                       augment=dict(speed_factors=[0.8, 1.0, 1.1])), str(tmp_path / "b.txt"))
     assert plain.longest == pytest.approx(longest)
     assert perturbed.longest == pytest.approx(longest / 0.8)
+
+
+def test_longest_training_utterance_is_the_joined_length_when_utterances_are_joined(fsdd_manifests, tmp_path):
+    """Trained on utterances joined up to 20 s, the model decodes recordings up to 20 s whole."""
+    train_manifest, valid_manifest = fsdd_manifests
+    joined = load_data(tiny_config(train=[train_manifest], valid=[valid_manifest],
+                                   augment=dict(concat_prob=0.2, concat_seconds=20.0, speed_factors=[0.8, 1.0])),
+                       str(tmp_path / "a.txt"))
+    assert joined.longest == pytest.approx(20.0 / 0.8)
+
+
+def test_fine_tuning_starts_from_the_model_file_and_keeps_its_vocabulary(fsdd_manifests, tmp_path):
+    first = train(tiny_config(epochs=1), *fsdd_manifests, str(tmp_path / "first"))
+    start = load_model_file(first)
+    tuned_cfg = tiny_config(epochs=1, peak_lr=1e-9, warmup_steps=1, mwer_weight=1.0, mwer_nbest=2,
+                            model=dict(dropout=0.0, specaugment=dict(freq_masks=0, time_masks=0)))
+    tuned = load_model_file(train(tuned_cfg, *fsdd_manifests, str(tmp_path / "tuned"), init_from=first))
+    assert tuned.tokenizer.tokens == start.tokenizer.tokens
+    assert torch.equal(tuned.model.normalize.mean, start.model.normalize.mean)  # feature statistics kept
+    for name, value in start.model.state_dict().items():  # a learning rate of 1e-9 barely moves them
+        torch.testing.assert_close(tuned.model.state_dict()[name], value, atol=1e-5, rtol=0)
+    assert tuned.info["init_from"] == os.path.abspath(first)
+    assert tuned.model.cfg.specaugment.freq_masks == 0  # the config's model entries apply on top
+
+
+def test_fine_tuning_refuses_model_options_that_change_its_shape(fsdd_manifests, tmp_path, capsys):
+    first = train(tiny_config(epochs=1), *fsdd_manifests, str(tmp_path / "first"))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(dict(preset="tiny", epochs=1, num_workers=0, threads=1)))
+    code = cli_main(["train", "--config", str(config), "--train", fsdd_manifests[0], "--valid", fsdd_manifests[1],
+                     "--exp-dir", str(tmp_path / "tuned"), "--init-from", first, "--set", "model.d_model=32"])
+    assert code != 0 and "cannot fine-tune" in capsys.readouterr().err
+    code = cli_main(["train", "--config", str(config), "--train", fsdd_manifests[0], "--valid", fsdd_manifests[1],
+                     "--exp-dir", str(tmp_path / "tuned2"), "--init-from", str(tmp_path / "missing.pt")])
+    assert code != 0 and "no such model" in capsys.readouterr().err
