@@ -154,6 +154,17 @@ def test_cached_beam_search_equals_full_recomputation_with_location_aware_attent
     assert_search_matches_reference(model, replace(NO_RULES, ctc_weight=0.3, nbest=3), [12000, 9000])
 
 
+@pytest.mark.parametrize("location_kernel", [0, 5])
+def test_cached_beam_search_equals_full_recomputation_with_the_lstm_decoder(location_kernel):
+    """The LSTM decoder's state (cells, context, last weights) follows each hypothesis through reordering."""
+    model = sharpened_model(arch="lstm", location_kernel=location_kernel)
+    with torch.no_grad():
+        model.decoder.query.weight.mul_(8.0)
+        if location_kernel:
+            torch.nn.init.normal_(model.decoder.location.weight, std=4.0)
+    assert_search_matches_reference(model, replace(NO_RULES, ctc_weight=0.3, nbest=3), [12000, 9000])
+
+
 # ---- search against search ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("rules", [{}, dict(window_back=4, window_forward=12), dict(eos_near_end=5),

@@ -3,7 +3,8 @@ import torch
 
 from asr.audio import load_audio
 from asr.features import SpecAugmentConfig
-from asr.model import IGNORE_ID, PRESETS, ASRModel, ConvSubsampler, ModelConfig
+from asr.layers import ConvSubsampler
+from asr.model import IGNORE_ID, PRESETS, ASRModel, ModelConfig
 
 V = 12
 
@@ -41,9 +42,9 @@ def adam_steps(model, waves, lengths, tokens, steps: int, record: str):
     return values, out
 
 
-@pytest.mark.parametrize("conv_kernel", [0, 15])
-def test_padded_batch_equals_items_one_by_one(shared_data, conv_kernel):
-    model = tiny_model(conv_kernel=conv_kernel)
+@pytest.mark.parametrize("options", [dict(conv_kernel=0), dict(conv_kernel=15), dict(arch="lstm")])
+def test_padded_batch_equals_items_one_by_one(shared_data, options):
+    model = tiny_model(**options)
     names = ["3_george_0.wav", "7_lucas_1.wav", "0_jackson_2.wav"]
     waves, lengths = fsdd_batch(shared_data, names)
     tokens = torch.tensor([[3, 4, 5, 6], [7, 8, IGNORE_ID, IGNORE_ID], [9, 10, 11, IGNORE_ID]])
@@ -114,17 +115,22 @@ def test_changing_a_future_token_leaves_earlier_outputs_unchanged():
     assert not torch.allclose(a[:, 3:], b[:, 3:])
 
 
-def located_model(location_kernel: int) -> ASRModel:
+ARCH_AND_KERNEL = [("transformer", 0), ("transformer", 5), ("lstm", 0), ("lstm", 5)]
+
+
+def located_model(arch: str, location_kernel: int) -> ASRModel:
     """tiny_model, with location-aware cross-attention whose convolution is not zero (as after training)."""
-    model = tiny_model(location_kernel=location_kernel)
-    for block in model.decoder.blocks if location_kernel else ():
-        torch.nn.init.normal_(block.cross_attn.location.weight, std=2.0)
+    model = tiny_model(arch=arch, location_kernel=location_kernel)
+    if location_kernel:
+        convs = [model.decoder.location] if arch == "lstm" else [b.cross_attn.location for b in model.decoder.blocks]
+        for conv in convs:
+            torch.nn.init.normal_(conv.weight, std=2.0)
     return model
 
 
-@pytest.mark.parametrize("location_kernel", [0, 5])
-def test_incremental_steps_with_cache_equal_the_full_forward(location_kernel):
-    model = located_model(location_kernel)
+@pytest.mark.parametrize("arch, location_kernel", ARCH_AND_KERNEL)
+def test_incremental_steps_with_cache_equal_the_full_forward(arch, location_kernel):
+    model = located_model(arch, location_kernel)
     memory, lengths = torch.randn(2, 15, 64), torch.tensor([15, 9])
     tokens = torch.tensor([[2, 5, 6, 7, 8, 3], [2, 9, 9, 4, 10, 11]])
     with torch.no_grad():
@@ -137,9 +143,9 @@ def test_incremental_steps_with_cache_equal_the_full_forward(location_kernel):
     assert weights[1, :, :, 9:].abs().max() == 0  # padding frames get no attention
 
 
-@pytest.mark.parametrize("location_kernel", [0, 5])
-def test_cache_reorder_follows_the_chosen_rows(location_kernel):
-    model = located_model(location_kernel)
+@pytest.mark.parametrize("arch, location_kernel", ARCH_AND_KERNEL)
+def test_cache_reorder_follows_the_chosen_rows(arch, location_kernel):
+    model = located_model(arch, location_kernel)
     memory, lengths = torch.randn(3, 10, 64), torch.tensor([10, 10, 10])
     with torch.no_grad():
         cache = model.decoder.init_cache(memory, lengths, max_len=4)
@@ -195,8 +201,9 @@ def test_teacher_forcing_inputs_and_targets():
     assert targets.tolist() == [[5, 6, 7, 2], [8, 2, IGNORE_ID, IGNORE_ID]]
 
 
-def test_loss_decreases_when_overfitting_real_speech(shared_data):
-    model = tiny_model(dropout=0.0).train()
+@pytest.mark.parametrize("arch", ["transformer", "lstm"])
+def test_loss_decreases_when_overfitting_real_speech(shared_data, arch):
+    model = tiny_model(dropout=0.0, arch=arch).train()
     model.specaugment.config.freq_masks = model.specaugment.config.time_masks = 0
     waves, lengths = fsdd_batch(shared_data, ["1_george_5.wav", "2_jackson_6.wav", "8_nicolas_7.wav"])
     tokens = torch.tensor([[5, 6, 7], [8, 9, IGNORE_ID], [10, 11, 4]])
@@ -306,7 +313,7 @@ def test_guided_attention_options_are_checked(option, value, message):
 
 
 def test_dropout_keeps_its_share_scaled_and_is_seeded():
-    from asr.model import Dropout
+    from asr.layers import Dropout
     drop = Dropout(0.1).train()
     x = torch.ones(200, 1000)
     torch.manual_seed(0)
@@ -324,7 +331,7 @@ def test_dropout_keeps_its_share_scaled_and_is_seeded():
 
 def test_attention_with_dropout_off_in_training_equals_the_fused_kernel():
     """Training takes the explicit path (to use Dropout); dropping nothing, it must give what SDPA gives."""
-    from asr.model import Dropout, MultiHeadAttention
+    from asr.layers import Dropout, MultiHeadAttention
     torch.manual_seed(0)
     attn = MultiHeadAttention(16, 2, dropout=0.0)
     x, source = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
@@ -339,3 +346,15 @@ def test_attention_with_dropout_off_in_training_equals_the_fused_kernel():
     attn.dropout = Dropout(1e-9)  # p > 0 takes the explicit path in training; it rounds to dropping nothing
     causal_explicit, _ = attn.train().attend(x, ks, vs, is_causal=True)
     torch.testing.assert_close(causal_explicit, causal_fused, atol=1e-5, rtol=1e-5)
+
+
+def test_lstm_architecture_is_checked_and_sized_by_the_same_options():
+    lstm = tiny_model(arch="lstm")
+    assert lstm.alignment_heads.shape == (1, 1)  # one attention "head" in one "layer"
+    assert lstm.encoder.lstm.num_layers == PRESETS["tiny"]["encoder_layers"] and lstm.encoder.lstm.bidirectional
+    assert len(lstm.decoder.cells) == PRESETS["tiny"]["decoder_layers"]
+    assert ModelConfig.from_dict(lstm.cfg.to_dict()).arch == "lstm"
+    with pytest.raises(ValueError, match="arch must be one of"):
+        ModelConfig(vocab_size=V, arch="gru")
+    with pytest.raises(ValueError, match="even d_model"):
+        ModelConfig(vocab_size=V, arch="lstm", d_model=65)
