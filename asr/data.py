@@ -240,7 +240,8 @@ class BucketBatchSampler(Sampler[List[Draw]]):
 
     def load_state_dict(self, state: Dict[str, int]) -> None:
         finished = state["position"] >= state["batches"]
-        if 0 < state["position"] and not finished and state["batches"] != len(self):
+        batches = len(self.draws_and_batches(state["epoch"])[1])  # weighted or joined epochs differ in length
+        if 0 < state["position"] and not finished and state["batches"] != batches:
             raise ASRError(f"cannot resume mid-epoch: the saved sampler had {state['batches']} batches per process, "
-                           f"this one has {len(self)} (data, batch size or process count changed)")
-        self.epoch, self.position = state["epoch"], len(self) if finished else state["position"]
+                           f"this one has {batches} (data, batch size or process count changed)")
+        self.epoch, self.position = state["epoch"], batches if finished else state["position"]

@@ -127,22 +127,32 @@ def test_every_batch_has_an_utterance_for_each_process():
     assert sorted(i for b in sampler.draws_and_batches(0)[1] for i in b) == list(range(len(DURATIONS)))
 
 
-def test_resume_mid_epoch_yields_exactly_the_remaining_batches():
-    full = epoch_batches(BucketBatchSampler(DURATIONS, 20.0, seed=5), 2)
-    interrupted = BucketBatchSampler(DURATIONS, 20.0, seed=5)
-    interrupted.set_epoch(2)
+@pytest.mark.parametrize("options", [{}, dict(weights=[0.5] * 100), dict(concat="joined")])
+def test_resume_mid_epoch_yields_exactly_the_remaining_batches(options):
+    """Also where each epoch draws its own number of batches (weighted or joined draws)."""
+    from asr.augment import AugmentConfig
+
+    if options.get("concat"):
+        options = dict(concat=AugmentConfig(concat_prob=0.3, concat_seconds=12.0))
+    sampler = lambda: BucketBatchSampler(DURATIONS, 20.0, seed=5, **options)  # noqa: E731
+    # an epoch whose batch count differs from the first's, where epochs differ
+    epoch = next((e for e in range(2, 30) if len(epoch_batches(sampler(), e)) != len(epoch_batches(sampler(), 0))),
+                 2)
+    full = epoch_batches(sampler(), epoch)
+    interrupted = sampler()
+    interrupted.set_epoch(epoch)
     iterator = iter(interrupted)
     first = [next(iterator) for _ in range(7)]
     state = interrupted.state_dict()
-    assert state == dict(epoch=2, position=7, batches=len(full))
+    assert state == dict(epoch=epoch, position=7, batches=len(full))
 
-    resumed = BucketBatchSampler(DURATIONS, 20.0, seed=5)
+    resumed = sampler()
     resumed.load_state_dict(state)
-    resumed.set_epoch(2)  # the same epoch again: taken up where it stopped, not restarted
+    resumed.set_epoch(epoch)  # the same epoch again: taken up where it stopped, not restarted
     indices = lambda batches: [[d.index for d in b] for b in batches]  # noqa: E731
     assert indices(first) + indices(resumed) == full
     assert list(resumed) == []  # the pass is over until the next epoch
-    assert len(epoch_batches(resumed, 3)) == len(full)
+    assert epoch_batches(resumed, epoch + 1) == epoch_batches(sampler(), epoch + 1)
 
 
 def test_state_counts_the_batches_the_caller_finished():
