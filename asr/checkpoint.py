@@ -36,6 +36,12 @@ class LoadedModel:
     info: Dict
 
 
+def numerals_of(info: Dict) -> str:
+    """How training spelled Arabic numbers in Chinese transcripts (TrainConfig.numerals), from a model
+    file's info; files from before the option say nothing and kept them."""
+    return info.get("train_config", {}).get("numerals", "keep")
+
+
 def model_file(model: ASRModel, tokens: List[str], lang: str, info: Dict) -> dict:
     """Everything needed to run the model: config, vocabulary, language, weights (with CMVN stats)."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

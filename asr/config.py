@@ -15,6 +15,7 @@ from .checkpoint import RANKINGS
 from .decode import DecodingOptions
 from .errors import ASRError
 from .model import PRESETS, ModelConfig
+from .text import NUMERALS
 
 BATCH_SECONDS = 120.0  # padded audio seconds per batch: training's default, and decoding's
 MAX_BATCH_SIZE = 32  # utterances per batch at most when decoding (validation, transcription, evaluation)
@@ -34,6 +35,13 @@ class TrainConfig:
     # overrides of the preset's ModelConfig fields
     model: Dict = field(default_factory=dict, metadata={"schema": ModelConfig})
     lang: str = "en"
+    # Chinese only: "chinese" spells Arabic numbers in transcripts as Chinese numerals ("3" -> "三"), so
+    # the model learns one spelling; saved in model.pt, and references are scored the same way
+    numerals: str = "keep"
+    # characters seen fewer times in the training transcripts are left out of the vocabulary (trained and
+    # scored as <unk>, counted in the log and model.pt): thousands of rare Chinese characters otherwise
+    # each get an output class that is trained on one or two examples
+    min_token_count: int = 1
     epochs: int = 30
     max_batch_seconds: float = BATCH_SECONDS  # padded audio seconds per batch (per step, all processes)
     max_batch_size: int = 256
@@ -81,11 +89,13 @@ class TrainConfig:
         if self.amp not in AMP_MODES:
             raise ASRError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
         for name, allowed in (("weight_decay_scope", ("all", "matrices")), ("schedule", ("inverse_sqrt", "cosine")),
-                              ("rank_by", RANKINGS)):
+                              ("rank_by", RANKINGS), ("numerals", NUMERALS)):
             if getattr(self, name) not in allowed:
                 raise ASRError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.train and self.train_weights and len(self.train_weights) != len(self.train):
             raise ASRError(f"train_weights has {len(self.train_weights)} entries for {len(self.train)} training manifests")
+        if self.min_token_count < 1:
+            raise ASRError(f"min_token_count must be 1 or more, got {self.min_token_count}")
         if self.valid_decode_every < 1:
             raise ASRError("valid_decode_every must be 1 or more")
         if self.mwer_weight < 0 or self.mwer_nbest < 2:

@@ -71,10 +71,11 @@ class SpeechDataset(Dataset):
 
     def __init__(self, segments: Union[str, "os.PathLike[str]", Sequence[Segment]], tokenizer: CharTokenizer,
                  lang: str = "en", sample_rate: int = SAMPLE_RATE, cache_dir: Optional[str] = None,
-                 augment: Optional[AugmentConfig] = None, seed: int = 0):
+                 augment: Optional[AugmentConfig] = None, seed: int = 0, numerals: str = "keep"):
         is_path = isinstance(segments, (str, os.PathLike))
         self.segments = load_manifest(os.fspath(segments)) if is_path else list(segments)
         self.tokenizer, self.lang, self.sample_rate, self.seed = tokenizer, lang, sample_rate, seed
+        self.numerals = numerals
         self.cache = AudioCache(cache_dir, sample_rate) if cache_dir else None
         self.pause_seconds = augment.concat_pause if augment else [0.0, 0.0]
         augmenter = Augmenter(augment, sample_rate, self.random_utterance) if augment else None
@@ -110,7 +111,7 @@ class SpeechDataset(Dataset):
             pauses = np.random.default_rng([self.seed, draw.epoch, draw.slot, len(pieces)])
             audio = [join_with_pauses(audio, self.pause_seconds, self.sample_rate, pauses)]
         segments = [self.segments[i] for i in pieces]
-        text = normalize_text(" ".join(s.text or "" for s in segments), self.lang)
+        text = normalize_text(" ".join(s.text or "" for s in segments), self.lang, numerals=self.numerals)
         return Example(id="+".join(s.id for s in segments), waveform=torch.from_numpy(audio[0]),
                        tokens=torch.tensor(self.tokenizer.encode(text), dtype=torch.long))
 

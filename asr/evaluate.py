@@ -10,7 +10,7 @@ from .config import BATCH_SECONDS, MAX_BATCH_SIZE
 from .decode import DecodingOptions
 from .fileio import atomic_output
 from .inputs import manifest_segments
-from .metrics import AttentionFailures, character_errors, utterance_errors, word_errors
+from .metrics import AttentionFailures, character_errors, mixed_errors, utterance_errors, word_errors
 from .segments import Segment
 from .text import normalize_text, writes_without_spaces
 from .transcribe import Recognizer, Transcript
@@ -28,7 +28,7 @@ def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optio
     segments = manifest_segments(manifest)
     options = options or recognizer.options()
     transcripts = recognizer.transcribe_segments(segments, options, batch_seconds, max_batch_size, progress=progress)
-    refs = [normalize_text(s.text or "", recognizer.lang) for s in segments]
+    refs = [normalize_text(s.text or "", recognizer.lang, numerals=recognizer.numerals) for s in segments]
     hyps = [t.text for t in transcripts]
     chars, words = character_errors(refs, hyps), word_errors(refs, hyps)
     failures = AttentionFailures()
@@ -45,6 +45,9 @@ def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optio
                    load_seconds=timing.load_seconds, manifest=os.path.abspath(manifest),
                    decoding=asdict(options), chunk_seconds=recognizer.chunk_limit(options), device=str(recognizer.device),
                    groups={key: group_rates(segments, refs, hyps, key) for key in group_by})
+    if writes_without_spaces(recognizer.lang):
+        mixed = mixed_errors(refs, hyps)
+        summary.update(mer=mixed.rate, mixed_errors=mixed.to_dict())
     os.makedirs(out_dir, exist_ok=True)
     write_results(os.path.join(out_dir, "results.jsonl"), refs, transcripts)
     with atomic_output(os.path.join(out_dir, "summary.json")) as tmp, open(tmp, "w") as f:
@@ -79,7 +82,9 @@ def format_summary(summary: Dict) -> str:
     return (f"CER {100 * summary['cer']:.2f}% (S {c['substitutions']}, D {c['deletions']}, I {c['insertions']} "
             f"of {c['reference_length']} chars)  WER {100 * summary['wer']:.2f}% (S {w['substitutions']}, "
             f"D {w['deletions']}, I {w['insertions']} of {w['reference_length']} words)  "
-            f"{summary['num_utterances']} utterances  RTF {summary['rtf']:.4f}  "
+            + (f"MER {100 * summary['mer']:.2f}% (of {summary['mixed_errors']['reference_length']} Han characters "
+               f"and other words)  " if "mer" in summary else "")
+            + f"{summary['num_utterances']} utterances  RTF {summary['rtf']:.4f}  "
             f"(early stops {f['early_stops']}, skips {f['skips']}, loops {f['loops']}"
             + (f", loop guard fired {summary['loop_guard_fired']} times" if summary["decoding"]["loop_guard"] else "")
             + ")"

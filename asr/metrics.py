@@ -1,11 +1,14 @@
 """Character and word error rates with their substitution/deletion/insertion counts (jiwer).
 
 CER counts every character including spaces, as jiwer and Whisper's scoring do; WER counts
-whitespace-separated words, so for Chinese (no spaces) score CER."""
+whitespace-separated words, so for Chinese (no spaces) score CER, or the mixed error rate (MER: Han
+characters one by one, embedded English word by word) where it holds English words."""
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Sequence
 
 import jiwer
+
+from .text import mixed_tokens
 
 
 @dataclass
@@ -38,6 +41,11 @@ def character_errors(refs: Sequence[str], hyps: Sequence[str]) -> ErrorCounts:
 
 def word_errors(refs: Sequence[str], hyps: Sequence[str]) -> ErrorCounts:
     return _counts(jiwer.process_words(list(refs), list(hyps))) if refs else ErrorCounts()
+
+
+def mixed_errors(refs: Sequence[str], hyps: Sequence[str]) -> ErrorCounts:
+    """Errors over Han characters and whole non-Han words ("我用iphone x" is 4 units)."""
+    return word_errors([" ".join(mixed_tokens(t)) for t in refs], [" ".join(mixed_tokens(t)) for t in hyps])
 
 
 def character_error_rate(refs: List[str], hyps: List[str]) -> float:

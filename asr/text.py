@@ -6,7 +6,7 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from typing import Iterable, Iterator, List, Sequence
+from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
 
 from .errors import ASRError
 
@@ -30,16 +30,88 @@ class _PunctuationToSpace(dict):
 _PUNCTUATION_TO_SPACE = _PunctuationToSpace()
 
 
-def normalize_text(text: str, lang: str = "en", keep_punctuation: bool = False, lowercase: bool = True) -> str:
+# Han characters (CJK unified ideographs, their extensions and compatibility forms) and the CJK
+# symbols block: each is one "word" of Chinese, written without spaces around it.
+_HAN = "\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_SPACE_BESIDE_HAN = re.compile(f"(?<=[{_HAN}]) | (?=[{_HAN}])")
+_MIXED_TOKEN = re.compile(f"[{_HAN}]|[^\\s{_HAN}]+")
+NUMERALS = ("keep", "chinese")  # what normalize_text does with Arabic numbers in Chinese text
+
+
+def normalize_text(text: str, lang: str = "en", keep_punctuation: bool = False, lowercase: bool = True,
+                   numerals: str = "keep") -> str:
     """NFKC (full-width forms become ASCII), case folding, punctuation removal (apostrophes inside
-    words such as "don't" survive) and whitespace collapsing; for Chinese ("zh", "zh-CN", ...) every
-    space is removed."""
+    words such as "don't" survive) and whitespace collapsing. For Chinese ("zh", "zh-CN", ...) spaces
+    beside Han characters are removed, while the spaces between words of embedded English stay
+    ("我用iphone x打电话"); numerals="chinese" spells Arabic numbers as they are read (see
+    `chinese_numerals`), since a corpus that mixes "3" and "三" teaches the model two spellings."""
+    if numerals not in NUMERALS:
+        raise ASRError(f"numerals must be one of {', '.join(NUMERALS)}, got {numerals!r}")
     text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES)
+    if numerals == "chinese" and writes_without_spaces(lang):
+        text = chinese_numerals(text)
     if lowercase:
         text = text.lower()
     if not keep_punctuation:
         text = _STRAY_APOSTROPHE.sub(" ", text).translate(_PUNCTUATION_TO_SPACE)
-    return word_separator(lang).join(text.split())
+    text = " ".join(text.split())
+    return _SPACE_BESIDE_HAN.sub("", text) if writes_without_spaces(lang) else text
+
+
+def mixed_tokens(text: str) -> List[str]:
+    """Han characters one by one and every other run of non-space characters as a word: the units of
+    the mixed error rate, which scores Chinese per character and embedded English per word."""
+    return _MIXED_TOKEN.findall(text)
+
+
+_DIGITS = "零一二三四五六七八九"
+_THOUSANDS_SEPARATOR = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_NUMBER = re.compile(r"(\d+)(?:\.(\d+))?(%?)(年?)")
+
+
+def _cardinal(n: int) -> str:
+    """0 <= n < 10**16 as read: 10 十, 15 十五, 105 一百零五, 20300 二万零三百."""
+    if n == 0:
+        return _DIGITS[0]
+    groups, text = [], ""
+    while n:
+        groups.append(n % 10000)
+        n //= 10000
+    for big, group in zip(reversed(range(len(groups))), reversed(groups)):
+        if group == 0:
+            text += "" if text.endswith(_DIGITS[0]) or not text else _DIGITS[0]
+            continue
+        part = ""
+        for unit, digit in zip("千百十", (group // 1000 % 10, group // 100 % 10, group // 10 % 10)):
+            if digit:
+                part += _DIGITS[digit] + unit
+            elif part and not part.endswith(_DIGITS[0]):
+                part += _DIGITS[0]
+        part = (part + (_DIGITS[group % 10] if group % 10 else "")).rstrip(_DIGITS[0])
+        if text and group < 1000 and not text.endswith(_DIGITS[0]):
+            part = _DIGITS[0] + part
+        text += part + ("", "万", "亿", "万亿")[big]
+    text = text.rstrip(_DIGITS[0])
+    return text[1:] if text.startswith("一十") else text
+
+
+def _spell_number(match: re.Match) -> str:
+    whole, fraction, percent, year = match.groups()
+    if year and len(whole) == 4 and not fraction:  # 2024年: years are read digit by digit
+        return "".join(_DIGITS[int(d)] for d in whole) + year
+    if (len(whole) > 1 and whole.startswith("0")) or len(whole) > 16:  # codes, phone numbers
+        spoken = "".join(_DIGITS[int(d)] for d in whole)
+    else:
+        spoken = _cardinal(int(whole))
+    if fraction:
+        spoken += "点" + "".join(_DIGITS[int(d)] for d in fraction)
+    return ("百分之" + spoken if percent else spoken) + year
+
+
+def chinese_numerals(text: str) -> str:
+    """Arabic numbers spelled in Chinese numerals as they are read: 1995年 一九九五年, 3.14 三点一四,
+    50% 百分之五十, 2300 二千三百, 010 零一零 (a leading zero or more than 16 digits: digit by digit)."""
+    return _NUMBER.sub(_spell_number, _THOUSANDS_SEPARATOR.sub("", text))
 
 
 def writes_without_spaces(lang: str) -> bool:
@@ -104,6 +176,16 @@ class CharTokenizer:
             return cls(tokens)
         except ASRError as e:
             raise ASRError(f"{path}: {e}") from None
+
+    def coverage(self, texts: Iterable[str]) -> Tuple[Dict[str, int], int]:
+        """The characters of `texts` outside the vocabulary with their counts (most frequent first),
+        and the number of characters in all: what a frequency cut-off costs."""
+        counts, total = Counter(), 0
+        for text in texts:
+            symbols = list(_symbols(text))
+            total += len(symbols)
+            counts.update(s for s in symbols if s not in self._ids)
+        return dict(counts.most_common()), total
 
     def save(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:

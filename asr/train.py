@@ -67,6 +67,8 @@ class TrainingData:
     # slowest speed perturbation: transcription cuts longer recordings, because attention does not
     # generalise far past what it trained on
     longest: float
+    unknown: Dict[str, int]  # training characters outside the vocabulary (trained as <unk>), by count
+    num_characters: int  # characters in the training transcripts
 
 
 def set_names(manifests: Sequence[str]) -> List[str]:
@@ -94,19 +96,25 @@ def load_data(cfg: TrainConfig, tokens_path: str, write_tokens: bool = True, cac
     train_segments = [s for segments in corpora for s in segments]
     weights = ([w for segments, w in zip(corpora, cfg.train_weights) for _ in segments]
                if any(w != 1 for w in cfg.train_weights) else None)
+    texts = [normalize_text(s.text or "", cfg.lang, numerals=cfg.numerals) for s in train_segments]
     if os.path.exists(tokens_path):
         tokenizer = CharTokenizer.load(tokens_path)
     else:
-        tokenizer = tokenizer or CharTokenizer.build(normalize_text(s.text or "", cfg.lang) for s in train_segments)
+        tokenizer = tokenizer or CharTokenizer.build(texts, min_count=cfg.min_token_count)
         if write_tokens:
             tokenizer.save(tokens_path)
+    unknown, num_characters = tokenizer.coverage(texts)
+    log.info("vocabulary: %d tokens; %d of %d training characters (%.3f %%) are outside it and train as <unk>%s",
+             len(tokenizer), sum(unknown.values()), num_characters, 100 * sum(unknown.values()) / max(num_characters, 1),
+             (": " + ", ".join(f"{c!r} x{n}" for c, n in list(unknown.items())[:10])) if unknown else "")
     augment = cfg.augment_config()
-    train = SpeechDataset(train_segments, tokenizer, cfg.lang, cache_dir=cache_dir, augment=augment, seed=cfg.seed)
-    valid = {name: SpeechDataset(load_manifest(m), tokenizer, cfg.lang, cache_dir=cache_dir)
+    train = SpeechDataset(train_segments, tokenizer, cfg.lang, cache_dir=cache_dir, augment=augment, seed=cfg.seed,
+                          numerals=cfg.numerals)
+    valid = {name: SpeechDataset(load_manifest(m), tokenizer, cfg.lang, cache_dir=cache_dir, numerals=cfg.numerals)
              for name, m in zip(set_names(cfg.valid), cfg.valid)}
     longest = max([s.duration for s in train_segments] + [augment.concat_seconds] * (augment.concat_prob > 0))
     longest /= min(augment.speed_factors or [1.0])
-    return TrainingData(train, weights, valid, longest)
+    return TrainingData(train, weights, valid, longest, unknown, num_characters)
 
 
 def validate_all(model: ASRModel, sets: Dict[str, SpeechDataset], device: torch.device, num_workers: int,
@@ -329,7 +337,10 @@ class Trainer:
     def state(self) -> Dict:
         """A model file (with the recommended decoding options in its info) plus the training state."""
         info = dict(epoch=self.epoch, step=self.step, train_config=asdict(self.cfg), decoding=dict(self.cfg.decoding),
-                    longest_train_utterance=math.ceil(self.data.longest * 100) / 100, init_from=self.init_from)
+                    longest_train_utterance=math.ceil(self.data.longest * 100) / 100, init_from=self.init_from,
+                    unknown_train_characters=dict(list(self.data.unknown.items())[:50]),
+                    unknown_train_character_count=sum(self.data.unknown.values()),
+                    train_characters=self.data.num_characters)
         state = model_file(self.model, self.data.train.tokenizer.tokens, self.cfg.lang, info)
         state["training"] = dict(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                                  sampler=self.sampler.state_dict(self.batches_done), rng=rng_state(),

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .checkpoint import load_model_file
+from .checkpoint import load_model_file, numerals_of
 from .config import load_config
 from .errors import ASRError
 from .fileio import atomic_save, read_text_lines
@@ -52,19 +52,19 @@ def lm_train_config(overrides: Sequence[str] = (), path: Optional[str] = None) -
     return load_config(path, overrides, LMTrainConfig)
 
 
-def read_texts(path: str, lang: str) -> List[str]:
+def read_texts(path: str, lang: str, numerals: str = "keep") -> List[str]:
     """Normalised sentences: each utterance's text of a manifest (.jsonl), or each line of a text file."""
     if path.lower().endswith(MANIFEST_EXTENSIONS):
         texts = [s.text or "" for s in load_manifest(path)]
     else:
         texts = read_text_lines(path)
-    return [t for t in (normalize_text(text, lang) for text in texts) if t]
+    return [t for t in (normalize_text(text, lang, numerals=numerals) for text in texts) if t]
 
 
-def vocabulary_of(model_path: str) -> Tuple[CharTokenizer, str]:
-    """The vocabulary and language of a recogniser's model file, which the LM must share."""
+def vocabulary_of(model_path: str) -> Tuple[CharTokenizer, str, str]:
+    """The vocabulary, language and numeral spelling of a recogniser's model file, which the LM must share."""
     loaded = load_model_file(model_path)
-    return loaded.tokenizer, loaded.lang
+    return loaded.tokenizer, loaded.lang, numerals_of(loaded.info)
 
 
 def batches(sentences: List[List[int]], batch_tokens: int, rng: Optional[random.Random]) -> List[torch.Tensor]:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, load_model_file
+from .checkpoint import load_checkpoint, load_model_file, numerals_of
 from .chunking import split_long
 from .config import BATCH_SECONDS, MAX_BATCH_SIZE
 from .decode import DecodingOptions, DecodingResult, attention_map, decode_memory
@@ -86,6 +86,12 @@ class Recognizer:
             check_vocabulary(lm_tokens, loaded.tokenizer.tokens, lm_path)
             lm = lm.to(device)
         return cls(loaded.model, loaded.tokenizer, loaded.lang, loaded.info, lm)
+
+    @property
+    def numerals(self) -> str:
+        """How training wrote Arabic numbers in Chinese transcripts (TrainConfig.numerals): references
+        are normalised the same way when scored."""
+        return numerals_of(self.info)
 
     @property
     def default_chunk_seconds(self) -> float:

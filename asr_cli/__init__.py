@@ -151,9 +151,9 @@ def _train_lm(args) -> int:
 
     refuse_overwrite(args.out, args.overwrite)
     cfg = lm_train_config(args.set, args.config)
-    tokenizer, lang = vocabulary_of(args.model)
-    train_texts = [t for path in args.text for t in read_texts(path, lang)]
-    valid_texts = [t for path in args.valid_text for t in read_texts(path, lang)]
+    tokenizer, lang, numerals = vocabulary_of(args.model)
+    train_texts = [t for path in args.text for t in read_texts(path, lang, numerals)]
+    valid_texts = [t for path in args.valid_text for t in read_texts(path, lang, numerals)]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     info = train_lm(cfg, train_texts, valid_texts, tokenizer, args.out,
                     info=dict(text=[os.path.abspath(p) for p in args.text], model=os.path.abspath(args.model)))
@@ -283,8 +283,8 @@ def _score_args(p: argparse.ArgumentParser) -> None:
 
 
 def _score(args) -> int:
-    from asr.metrics import character_errors, word_errors
-    from asr.text import normalize_text
+    from asr.metrics import character_errors, mixed_errors, word_errors
+    from asr.text import normalize_text, writes_without_spaces
 
     refs, hyps = _read_texts(args.ref, args.ids), _read_texts(args.hyp, args.ids)
     if args.ids:
@@ -298,7 +298,8 @@ def _score(args) -> int:
         keys = list(refs)
     clean = (lambda t: " ".join(t.split())) if args.no_normalize else (lambda t: normalize_text(t, args.lang))
     ref_texts, hyp_texts = [clean(refs[k]) for k in keys], [clean(hyps[k]) for k in keys]
-    for name, counts in (("CER", character_errors(ref_texts, hyp_texts)), ("WER", word_errors(ref_texts, hyp_texts))):
+    rates = [("CER", character_errors), ("WER", word_errors)] + [("MER", mixed_errors)] * writes_without_spaces(args.lang)
+    for name, counts in ((name, rate(ref_texts, hyp_texts)) for name, rate in rates):
         print(f"{name} {100 * counts.rate:.2f}% (S {counts.substitutions}, D {counts.deletions}, "
               f"I {counts.insertions} of {counts.reference_length})")
     print(f"{len(keys)} utterances")

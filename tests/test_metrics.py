@@ -1,6 +1,6 @@
 import pytest
 
-from asr.metrics import AttentionFailures, character_errors, utterance_errors, word_errors
+from asr.metrics import AttentionFailures, character_errors, mixed_errors, utterance_errors, word_errors
 
 
 def test_character_counts_include_spaces():
@@ -19,6 +19,12 @@ def test_word_counts_and_empty_references():
 def test_chinese_characters_are_scored_one_by_one():
     counts = character_errors(["换一首歌"], ["换首个歌"])
     assert counts.errors == 2 and counts.reference_length == 4
+
+
+def test_mixed_error_rate_scores_han_characters_and_english_words():
+    counts = mixed_errors(["我爱new york"], ["我爱new yorks"])
+    assert (counts.substitutions, counts.reference_length) == (1, 4)  # one word wrong, not one letter
+    assert mixed_errors(["换一首歌"], ["换首个歌"]).rate == character_errors(["换一首歌"], ["换首个歌"]).rate
 
 
 def test_per_utterance_report():

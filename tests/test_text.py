@@ -3,7 +3,7 @@ import csv
 import pytest
 
 from asr.errors import ASRError
-from asr.text import CharTokenizer, normalize_text
+from asr.text import CharTokenizer, chinese_numerals, mixed_tokens, normalize_text
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +27,41 @@ def test_english_options_keep_punctuation_and_case():
 
 def test_chinese_drops_punctuation_spaces_and_full_width_forms(clips):
     assert normalize_text("你好，世界！ＡＢＣ１２３", "zh") == "你好世界abc123"
-    assert normalize_text("我用 iPhone X 打电话。《三体》、“好”？", "zh") == "我用iphonex打电话三体好"
+    assert normalize_text("我用 iPhone X 打电话。《三体》、“好”？", "zh") == "我用iphone x打电话三体好"
     aishell = clips["wenet_aishell-BAC009S0724W0121"]["text"]
     assert normalize_text(" ".join(aishell) + "。", "zh") == aishell == "广州市房地产中介协会分析"
+
+
+def test_chinese_keeps_the_spaces_between_embedded_english_words():
+    assert normalize_text("我 爱 New  York ， 你 呢 ？", "zh") == "我爱new york你呢"
+    assert normalize_text("Open the 门 please", "zh") == "open the门please"
+    assert mixed_tokens("我爱new york你呢") == ["我", "爱", "new", "york", "你", "呢"]
+    assert mixed_tokens("") == []
+
+
+@pytest.mark.parametrize("number, spoken", [
+    ("0", "零"), ("7", "七"), ("10", "十"), ("15", "十五"), ("20", "二十"), ("101", "一百零一"), ("110", "一百一十"),
+    ("1001", "一千零一"), ("1010", "一千零一十"), ("10020", "一万零二十"), ("20300", "二万零三百"), ("110000", "十一万"),
+    ("1000100", "一百万零一百"), ("100010000", "一亿零一万"), ("1234567890", "十二亿三千四百五十六万七千八百九十"),
+    ("1,000,000", "一百万"), ("3.14", "三点一四"), ("50%", "百分之五十"), ("1995年", "一九九五年"),
+    ("010", "零一零"), ("95年", "九十五年")])
+def test_chinese_numerals_are_spelled_as_read(number, spoken):
+    assert chinese_numerals(number) == spoken
+
+
+def test_numerals_option_applies_to_chinese_only():
+    assert normalize_text("我有 3 个苹果，占50%。", "zh", numerals="chinese") == "我有三个苹果占百分之五十"
+    assert normalize_text("我有 3 个苹果", "zh") == "我有3个苹果"  # "keep" is the default
+    assert normalize_text("3 apples", "en", numerals="chinese") == "3 apples"
+    with pytest.raises(ASRError, match="numerals must be one of keep, chinese"):
+        normalize_text("3", "zh", numerals="roman")
+
+
+def test_coverage_reports_what_a_frequency_cut_off_leaves_out():
+    texts = ["的的的是是了", "的是一"]
+    tokenizer = CharTokenizer.build(texts, min_count=2)
+    assert tokenizer.tokens[3:] == ["的", "是"]
+    assert tokenizer.coverage(texts) == ({"了": 1, "一": 1}, 9)
 
 
 def test_round_trip_english_and_mandarin(clips):

@@ -261,3 +261,33 @@ def test_fine_tuning_refuses_model_options_that_change_its_shape(fsdd_manifests,
     code = cli_main(["train", "--config", str(config), "--train", fsdd_manifests[0], "--valid", fsdd_manifests[1],
                      "--exp-dir", str(tmp_path / "tuned2"), "--init-from", str(tmp_path / "missing.pt")])
     assert code != 0 and "no such model" in capsys.readouterr().err
+
+
+def test_chinese_numerals_and_the_vocabulary_cut_off_are_applied_and_recorded(fsdd_manifests, tmp_path):
+    """Arabic digits train as Chinese numerals; a character seen once falls under min_token_count=2 and is
+    counted; the model file says both, and evaluation normalises references the same way."""
+    from asr.evaluate import evaluate
+    from asr.segments import load_manifest
+    from asr.transcribe import Recognizer
+
+    def as_arabic(manifest, name):
+        segments = load_manifest(manifest)
+        for s in segments:
+            s.text = str(DIGITS.index(s.text))
+        segments[0].text += "号"
+        write_manifest(str(tmp_path / name), segments)
+        return str(tmp_path / name)
+
+    train_manifest, valid_manifest = as_arabic(fsdd_manifests[0], "train.jsonl"), as_arabic(fsdd_manifests[1], "dev.jsonl")
+    cfg = tiny_config(epochs=1, lang="zh", numerals="chinese", min_token_count=2)
+    data = load_data(TrainConfig(**{**cfg.__dict__, "train": [train_manifest]}), str(tmp_path / "tokens.txt"))
+    assert sorted(data.train.tokenizer.tokens[3:]) == sorted("零三六九")
+    assert (data.unknown, data.num_characters) == ({"号": 1}, 25)
+    info = load_model_file(train(cfg, train_manifest, valid_manifest, str(tmp_path / "exp"))).info
+    assert info["train_config"]["numerals"] == "chinese"
+    assert (info["unknown_train_characters"], info["unknown_train_character_count"]) == ({"号": 1}, 1)
+    summary = evaluate(Recognizer.load(str(tmp_path / "exp" / "model.pt")), valid_manifest, str(tmp_path / "eval"),
+                       plots=0)
+    refs = [json.loads(line)["ref"] for line in open(tmp_path / "eval" / "results.jsonl")]
+    assert refs[0] == "零号" and set("".join(refs[1:])) <= set("零三六九")
+    assert summary["mer"] == pytest.approx(summary["cer"])  # no English words: MER is CER
