@@ -8,4 +8,4 @@ each utterance's provenance to `prep.add(..., sources=...)` for OUT/<split>.sour
 Modules are imported only when used, so that building the `asr` command line stays fast."""
 
 CORPORA = ("aishell", "an4", "clips", "commonvoice", "folder", "fsdd", "fsdd_connected", "kaldi", "librispeech",
-           "speechocean762", "synth", "yesno")
+           "mandarin", "speechocean762", "synth", "yesno")

@@ -202,3 +202,27 @@ def test_transcribe_one_recording_to_subtitles(overfit_model, tmp_path, capsys):
     assert main(["transcribe", "--model", model_path, "--out", str(tmp_path / "many.srt"), manifest]) == 1
     assert "srt subtitles are of one audio file" in capsys.readouterr().err
     assert not (tmp_path / "many.srt").exists()
+
+
+def test_a_mandarin_model_writes_chinese_characters_in_every_output_format(overfit_model, tmp_path, capsys):
+    """The overfit model with Chinese characters in place of its letters (same ids, lang zh): what it
+    decodes is printed and written as UTF-8 Chinese, never escaped or garbled, in each format."""
+    import torch
+
+    model_path, manifest = overfit_model
+    raw = torch.load(model_path, weights_only=True)
+    han = dict(zip("eonrtwh", "一二三四五六七"))
+    raw["tokens"] = raw["tokens"][:3] + [han.get(t, t) for t in raw["tokens"][3:]]
+    raw["lang"] = "zh"
+    torch.save(raw, tmp_path / "zh.pt")
+    audio = json.loads(open(manifest).readline())["audio"]  # george says "one"
+    expected = "".join(han[c] for c in "one")
+    assert main(["transcribe", "--model", str(tmp_path / "zh.pt"), audio]) == 0
+    assert capsys.readouterr().out == f"{audio}\t{expected}\n"
+    for fmt in ("txt", "json", "jsonl", "srt", "vtt"):
+        out = tmp_path / f"out.{fmt}"
+        assert main(["transcribe", "--model", str(tmp_path / "zh.pt"), "--out", str(out), audio]) == 0
+        text = out.read_bytes().decode("utf-8")
+        assert expected in text and "\\u" not in text, fmt
+    [transcript] = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert [w["word"] for w in transcript["words"]] == list(expected)  # one word per character
