@@ -45,6 +45,9 @@ def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optio
                    load_seconds=timing.load_seconds, manifest=os.path.abspath(manifest),
                    decoding=asdict(options), chunk_seconds=recognizer.chunk_limit(options), device=str(recognizer.device),
                    groups={key: group_rates(segments, refs, hyps, key) for key in group_by})
+    unknown, num_characters = recognizer.tokenizer.coverage(refs)
+    summary.update(unknown_reference_characters=sum(unknown.values()), reference_characters=num_characters,
+                   unknown_reference_examples=dict(list(unknown.items())[:20]))
     if writes_without_spaces(recognizer.lang):
         mixed = mixed_errors(refs, hyps)
         summary.update(mer=mixed.rate, mixed_errors=mixed.to_dict())
@@ -88,6 +91,9 @@ def format_summary(summary: Dict) -> str:
             f"(early stops {f['early_stops']}, skips {f['skips']}, loops {f['loops']}"
             + (f", loop guard fired {summary['loop_guard_fired']} times" if summary["decoding"]["loop_guard"] else "")
             + ")"
+            + (f"\n  {summary['unknown_reference_characters']} of {summary['reference_characters']} reference characters "
+               f"are outside the model's vocabulary (it cannot write them), e.g. "
+               + " ".join(summary["unknown_reference_examples"]) if summary.get("unknown_reference_characters") else "")
             + "".join(f"\n  {key}={value}: CER {100 * g['cer']:.2f}%  WER {100 * g['wer']:.2f}%  "
                       f"{g['num_utterances']} utterances"
                       for key, values in summary.get("groups", {}).items() for value, g in values.items()))

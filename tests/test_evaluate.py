@@ -38,6 +38,10 @@ def test_errors_are_counted_against_normalised_references(overfit_model, tmp_pat
     assert summary["cer"] == pytest.approx(2 / len("oneonetwostwotreethree"))
     assert (w["substitutions"], w["deletions"], w["insertions"], w["reference_length"]) == (2, 0, 0, 6)
     assert summary["sentence_errors"] == 2
+    # "s" is in no training transcript: the model cannot write it, and the summary says so
+    assert (summary["unknown_reference_characters"], summary["unknown_reference_examples"]) == (1, {"s": 1})
+    assert "1 of 22 reference characters are outside the model's vocabulary" in format_summary(summary)
+    assert "outside" not in format_summary(evaluate(asr.load_model(model_path), manifest, str(tmp_path / "b"), plots=0))
 
 
 def test_greedy_and_window_options_are_recorded(overfit_model, tmp_path):
