@@ -124,3 +124,25 @@ def test_emission_frames_find_where_each_last_token_spikes():
         tokens = torch.tensor([token])
         state = scorer.advance(state, torch.tensor([0]), tokens, scorer.score(state).gather(1, tokens[:, None])[:, 0])
         assert scorer.emission_frames(state).tolist() == [frame]
+
+
+def test_partial_scores_equal_full_scores():
+    """Scoring only candidate tokens (each row's own ids, in any order) gives exactly the full matrix's
+    entries, at every step, with repeats, EOS, padding and several beams."""
+    t, v, beam = 9, 6, 2
+    log_probs = random_log_probs(2, t, v, seed=4)
+    scorer = CTCPrefixScorer(log_probs, torch.tensor([9, 6]), BLANK, EOS, beam=beam)
+    prefixes = [[3, 3, 4], [5, 1, 3], [4, 4, 4], [1, 5, 5]]
+    generator = torch.Generator().manual_seed(0)
+    state = scorer.initial_state()
+    for step in range(4):
+        candidates = torch.stack([torch.randperm(v, generator=generator) for _ in prefixes])
+        partial = scorer.score(state, candidates)
+        assert torch.equal(partial, scorer.score(state).gather(1, candidates))
+        assert torch.equal(scorer.score(state, candidates[:, :2]), partial[:, :2])
+        if step < 3:
+            tokens = torch.tensor([p[step] for p in prefixes])
+            state = scorer.advance(state, torch.arange(4), tokens, scorer.score(state, tokens[:, None])[:, 0])
+    for c, s in zip(candidates[3].tolist(), partial[3].tolist()):  # (1, 5, 5) in utterance 1's 6 frames
+        if c not in (BLANK, EOS):
+            assert close(s, brute_force(log_probs[1, :6], (1, 5, 5, c))) and s > -math.inf

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from asr.audio import load_audio
-from asr.decode import (DecoderStep, DecodingOptions, LoopGuard, attention_map, beam_search, decode, decode_memory,
-                        greedy_search)
+from asr.decode import (DecoderStep, DecodingOptions, JointScorer, LoopGuard, attention_map, beam_search, decode,
+                        decode_memory, greedy_search)
 from asr.model import PRESETS, ASRModel, ModelConfig
 
 VOCAB = 8
@@ -192,11 +192,69 @@ def test_batched_equals_one_at_a_time_on_real_speech(model, shared_data, options
 
 
 def test_pre_beam_keeping_every_allowed_token_changes_nothing(model):
+    """Every token but blank (always forbidden) CTC-scored as candidates: exactly the full scoring's search."""
     memory, memory_lengths = encode(model, [14000, 9000])
     options = DecodingOptions(beam_size=4, nbest=4)
+    assert options.ctc_pre_beam >= VOCAB  # the default scores a small vocabulary whole
     full = decode_memory(model, memory, memory_lengths, options)
     pre_beam = decode_memory(model, memory, memory_lengths, replace(options, ctc_pre_beam=VOCAB - 1))
     same_results(full, pre_beam)
+    assert [(r.nbest, r.frames) for r in full] == [(r.nbest, r.frames) for r in pre_beam]
+
+
+SAID = [37, 120, 120, 250, 9]  # what the constructed CTC posteriors spell, a repeat included
+
+
+def spelling_model(monkeypatch, vocab=300):
+    """A 300-token model whose CTC head spells SAID (at frames 3, 7, ... with blank between) and whose
+    decoder, step by step, ranks the two tokens after each one of SAID first, SAID's token third, one
+    more close behind and EOS only after the last: attention alone says the wrong thing, CTC corrects it."""
+    torch.manual_seed(0)
+    model = ASRModel(ModelConfig(vocab_size=vocab, **PRESETS["tiny"])).eval()
+    memory, memory_lengths = encode(model, [16000])
+    probs = torch.full((1, memory.shape[1], vocab), 0.03 / (vocab - 1))
+    probs[0, :, model.blank] = 0.97
+    for i, token in enumerate(SAID):
+        probs[0, 3 + 4 * i, [token, model.blank]] = torch.tensor([0.97, 0.03 / (vocab - 1)])
+    monkeypatch.setattr(model, "ctc_log_probs", lambda memory: probs.log())
+
+    def step(tokens, cache, cross_mask=None, need_weights=True):
+        logits = torch.full((len(tokens), vocab), -8.0)
+        if cache.length < len(SAID):
+            said = SAID[cache.length]
+            logits[:, [said + 1, said + 2, said, said + 3]] = torch.tensor([2.0, 1.5, 1.0, 0.6])
+        else:
+            logits[:, model.sos_eos] = 3.0
+        weights = torch.full((len(tokens), *model.alignment_heads.shape, memory.shape[1]), 1.0 / memory.shape[1])
+        cache.length += 1
+        return logits, weights
+
+    monkeypatch.setattr(model.decoder, "step", step)
+    return model, memory, memory_lengths
+
+
+def test_pre_beam_smaller_than_the_vocabulary_keeps_the_best(monkeypatch):
+    model, memory, memory_lengths = spelling_model(monkeypatch)
+    options = DecodingOptions(beam_size=3, ctc_weight=0.5, ctc_pre_beam=0)
+    [full] = decode_memory(model, memory, memory_lengths, options)
+    assert full.tokens == SAID
+    [partial] = decode_memory(model, memory, memory_lengths, replace(options, ctc_pre_beam=3))
+    assert partial.tokens == SAID and partial.score == full.score == pytest.approx(-0.818, abs=1e-3)
+    [narrow] = decode_memory(model, memory, memory_lengths, replace(options, ctc_pre_beam=2))
+    assert narrow.tokens == [t + 1 for t in SAID]  # CTC never sees what attention ranks third: the test can fail
+
+
+def test_beams_filled_from_outside_the_pre_beam_stay_dead(monkeypatch):
+    """With fewer candidates than beams, the search fills beams with −inf extensions from outside the
+    pre-beam, whose ψ was never computed: every extension of those must stay −inf (not NaN or +inf)."""
+    model, memory, memory_lengths = spelling_model(monkeypatch)
+    joint = JointScorer(model, memory, memory_lengths, DecodingOptions(beam_size=3, ctc_weight=0.5, ctc_pre_beam=1))
+    logp = torch.randn(3, 300, generator=torch.Generator().manual_seed(0)).log_softmax(dim=1)
+    forbidden = torch.zeros_like(logp, dtype=torch.bool)
+    best = int(joint(logp, forbidden)[0].argmax())
+    joint.advance(torch.zeros(3, dtype=torch.long), torch.tensor([best, best + 1, best + 2]))
+    scores = joint(logp, forbidden)
+    assert scores[0].isfinite().sum() == 1 and (scores[1:] == float("-inf")).all()
 
 
 def test_deterministic_and_nbest_sorted(model):
