@@ -12,7 +12,7 @@ from .fileio import atomic_output
 from .inputs import manifest_segments
 from .metrics import AttentionFailures, character_errors, mixed_errors, utterance_errors, word_errors
 from .segments import Segment
-from .text import normalize_text, writes_without_spaces
+from .text import has_han, normalize_text, writes_without_spaces
 from .transcribe import Recognizer, Transcript
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ def plot_alignments(recognizer: Recognizer, segments: List[Segment], transcripts
     except ImportError:
         log.warning("matplotlib is not installed: no attention plots (pip install 'asr[plots]')")
         return []
+    use_han_font(plt, recognizer.tokenizer.tokens)
     paths, heads = [], heads_label(recognizer.model.alignment_heads)
     for segment, transcript in zip(segments, transcripts):
         tokens = recognizer.tokenizer.encode(transcript.text)
@@ -117,6 +118,33 @@ def plot_alignments(recognizer: Recognizer, segments: List[Segment], transcripts
         save_attention_plot(plt, weights.numpy(), recognizer.tokenizer.tokens, tokens, recognizer.model.seconds_per_frame,
                             f"{segment.id} ({heads}): {transcript.text}", paths[-1])
     return paths
+
+
+HAN_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "AR PL UMing CN",
+             "Source Han Sans SC", "SimHei", "Microsoft YaHei", "PingFang SC")
+
+
+def use_han_font(plt, vocabulary: Sequence[str]) -> None:
+    """Chinese labels need a font with Han glyphs, which matplotlib's own DejaVu Sans lacks: put an
+    installed one first in the fallback list, or say once which package gives one."""
+    if not any(map(has_han, vocabulary)):
+        return
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    if not installed & set(HAN_FONTS):  # matplotlib's font cache predates a font installed since: look again
+        for path in font_manager.findSystemFonts():
+            if path not in {f.fname for f in font_manager.fontManager.ttflist}:
+                font_manager.fontManager.addfont(path)
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+    found = [name for name in HAN_FONTS if name in installed]
+    if found:
+        plt.rcParams["font.sans-serif"] = [found[0]] + [f for f in plt.rcParams["font.sans-serif"] if f != found[0]]
+    else:
+        import warnings
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        log.warning("no font with Chinese characters is installed: the attention plots' labels show as boxes "
+                    "(apt-get install fonts-noto-cjk, or fonts-wqy-zenhei)")
 
 
 def heads_label(alignment_heads) -> str:

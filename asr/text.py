@@ -34,6 +34,7 @@ _PUNCTUATION_TO_SPACE = _PunctuationToSpace()
 # symbols block: each is one "word" of Chinese, written without spaces around it.
 _HAN = "\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _SPACE_BESIDE_HAN = re.compile(f"(?<=[{_HAN}]) | (?=[{_HAN}])")
+_HAN_CHAR = re.compile(f"[{_HAN}]")
 _MIXED_TOKEN = re.compile(f"[{_HAN}]|[^\\s{_HAN}]+")
 NUMERALS = ("keep", "chinese")  # what normalize_text does with Arabic numbers in Chinese text
 
@@ -56,6 +57,10 @@ def normalize_text(text: str, lang: str = "en", keep_punctuation: bool = False, 
         text = _STRAY_APOSTROPHE.sub(" ", text).translate(_PUNCTUATION_TO_SPACE)
     text = " ".join(text.split())
     return _SPACE_BESIDE_HAN.sub("", text) if writes_without_spaces(lang) else text
+
+
+def has_han(text: str) -> bool:
+    return _HAN_CHAR.search(text) is not None
 
 
 def mixed_tokens(text: str) -> List[str]:

@@ -127,3 +127,22 @@ def test_evaluate_and_transcribe_share_the_long_recording_default(overfit_model,
         hyp = json.loads(open(tmp_path / f"eval_{chunk}" / "results.jsonl").readline())["hyp"]
         assert hyp == transcript.text
     assert len(samples) / 16000 > 2 * recognizer.default_chunk_seconds  # so the default did cut
+
+
+def test_chinese_plots_get_a_font_with_han_glyphs_when_one_is_installed():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import font_manager
+
+    from asr.evaluate import HAN_FONTS, use_han_font
+
+    before = list(plt.rcParams["font.sans-serif"])
+    use_han_font(plt, ["<blank>", "a", "b"])  # no Han characters: nothing changes
+    assert plt.rcParams["font.sans-serif"] == before
+    use_han_font(plt, ["<blank>", "我", "们"])
+    first = plt.rcParams["font.sans-serif"][0]
+    if first not in HAN_FONTS:
+        pytest.skip("no font with Han glyphs installed (apt-get install fonts-wqy-zenhei)")
+    assert font_manager.findfont(first, fallback_to_default=False)
+    plt.rcParams["font.sans-serif"] = before
