@@ -64,6 +64,32 @@ def load_model_file(path: str, device: str = "cpu") -> LoadedModel:
     return LoadedModel(model, CharTokenizer.from_list(ckpt["tokens"]), ckpt["lang"], ckpt.get("info", {}))
 
 
+def model_card(path: str) -> Dict:
+    """What a model file says about itself: its model, what it was trained on and how far, the dev
+    results it was chosen by, the decoding options recommended for it, and the scores of any
+    `asr evaluate` folder beside it (EXP_DIR/eval_*/summary.json, as the recipes write)."""
+    loaded = load_model_file(path)
+    info, cfg = loaded.info, loaded.model.cfg
+    valid = info.get("best_valid", {})
+    evaluations = {}
+    for name in sorted(os.listdir(os.path.dirname(os.path.abspath(path)))):
+        summary = os.path.join(os.path.dirname(os.path.abspath(path)), name, "summary.json")
+        if name.startswith("eval") and os.path.isfile(summary):
+            with open(summary, encoding="utf-8") as f:
+                s = json.load(f)
+            evaluations[name] = dict(cer=s.get("cer"), wer=s.get("wer"), utterances=s.get("num_utterances"),
+                                     manifest=s.get("manifest"))
+    return dict(file=os.path.abspath(path), trained_with=info.get("asr_version", "an unrecorded version"),
+                model=dict(arch=cfg.arch, parameters=sum(p.numel() for p in loaded.model.parameters()),
+                           d_model=cfg.d_model, encoder_layers=cfg.encoder_layers, decoder_layers=cfg.decoder_layers,
+                           subsampling=cfg.subsampling, vocabulary=len(loaded.tokenizer)),
+                lang=loaded.lang, numerals=numerals_of(info), corpora=info.get("train_corpora", []),
+                epochs=info.get("epoch"), steps=info.get("step"), averaged=info.get("averaged", []),
+                dev={k: valid[k] for k in ("valid_acc", "valid_cer", "valid_loss", "minutes") if k in valid},
+                decoding=info.get("decoding", {}), longest_train_utterance=info.get("longest_train_utterance"),
+                evaluations=evaluations)
+
+
 def average_state_dicts(states: Iterable[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
     """Element-wise mean of model weights, summed in float64 (integer buffers taken from the last)."""
     total: Dict[str, torch.Tensor] = {}
@@ -161,6 +187,8 @@ class CheckpointManager:
         by `finish` (training's choice of alignment heads) before it is written."""
         best = ranked_checkpoints(self.exp_dir, self.rank_by)[: max(1, self.average_best)]
         state = averaged_model_file(best)
+        best_epoch = int(os.path.basename(best[0])[len("epoch"):-len(".pt")])  # ranked: epochN.pt files only
+        state["info"]["best_valid"] = read_metrics(self.exp_dir)[best_epoch]  # for the model card
         if finish is not None:
             finish(state)
         atomic_save(state, self.model_path)

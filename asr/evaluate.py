@@ -107,7 +107,7 @@ def plot_alignments(recognizer: Recognizer, segments: List[Segment], transcripts
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        log.warning("matplotlib is not installed: no attention plots (pip install 'asr[plots]')")
+        log.warning("matplotlib is not installed: no attention plots (pip install 'attend-asr[plots]')")
         return []
     use_han_font(plt, recognizer.tokenizer.tokens)
     paths, heads = [], heads_label(recognizer.model.alignment_heads)

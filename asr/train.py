@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from . import __version__
 from .checkpoint import CheckpointManager, LoadedModel, load_model_file, model_file, model_from_file
 from .config import TrainConfig
 from .data import Batch, BucketBatchSampler, SpeechDataset, collate, feature_statistics, filter_segments
@@ -69,6 +70,7 @@ class TrainingData:
     longest: float
     unknown: Dict[str, int]  # training characters outside the vocabulary (trained as <unk>), by count
     num_characters: int  # characters in the training transcripts
+    corpora: List[Dict]  # per training manifest: its path, utterances and hours (for the model card)
 
 
 def set_names(manifests: Sequence[str]) -> List[str]:
@@ -114,7 +116,9 @@ def load_data(cfg: TrainConfig, tokens_path: str, write_tokens: bool = True, cac
              for name, m in zip(set_names(cfg.valid), cfg.valid)}
     longest = max([s.duration for s in train_segments] + [augment.concat_seconds] * (augment.concat_prob > 0))
     longest /= min(augment.speed_factors or [1.0])
-    return TrainingData(train, weights, valid, longest, unknown, num_characters)
+    sizes = [dict(manifest=os.path.abspath(m), utterances=len(s), hours=round(sum(x.duration for x in s) / 3600, 3))
+             for m, s in zip(cfg.train, corpora)]
+    return TrainingData(train, weights, valid, longest, unknown, num_characters, sizes)
 
 
 def validate_all(model: ASRModel, sets: Dict[str, SpeechDataset], device: torch.device, num_workers: int,
@@ -340,7 +344,8 @@ class Trainer:
                     longest_train_utterance=math.ceil(self.data.longest * 100) / 100, init_from=self.init_from,
                     unknown_train_characters=dict(list(self.data.unknown.items())[:50]),
                     unknown_train_character_count=sum(self.data.unknown.values()),
-                    train_characters=self.data.num_characters)
+                    train_characters=self.data.num_characters, train_corpora=self.data.corpora,
+                    asr_version=__version__)
         state = model_file(self.model, self.data.train.tokenizer.tokens, self.cfg.lang, info)
         state["training"] = dict(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                                  sampler=self.sampler.state_dict(self.batches_done), rng=rng_state(),

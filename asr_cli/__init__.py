@@ -11,7 +11,10 @@ from .flags import add_dataclass_flags, given_values
 
 
 def main(argv=None) -> int:
+    from asr import __version__
+
     parser = argparse.ArgumentParser(prog="asr", description="Train and run attention-based speech recognisers.")
+    parser.add_argument("--version", action="version", version=f"asr {__version__} (distribution attend-asr)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (add_args, _run, help_text) in COMMANDS.items():
         add_args(sub.add_parser(name, help=help_text, description=help_text))
@@ -98,6 +101,37 @@ def _average(args) -> int:
     refuse_overwrite(args.out, args.overwrite)  # e.g. checkpoints/last.pt, which a resume needs
     average_checkpoints(args.checkpoints, args.out)
     print(args.out)
+    return 0
+
+
+def _info_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="model file (EXP_DIR/model.pt)")
+    p.add_argument("--json", action="store_true", help="print the card as JSON")
+
+
+def _info(args) -> int:
+    import json
+
+    from asr.checkpoint import model_card
+
+    card = model_card(args.model)
+    if args.json:
+        print(json.dumps(card, indent=1, ensure_ascii=False))
+        return 0
+    m = card["model"]
+    lines = [card["file"], f"  trained with asr {card['trained_with']}",
+             f"  model: {m['arch']}, {m['parameters'] / 1e6:.2f} M parameters, d_model {m['d_model']}, "
+             f"{m['encoder_layers']} + {m['decoder_layers']} blocks, subsampling {m['subsampling']}, "
+             f"{m['vocabulary']} tokens; lang {card['lang']} (numerals: {card['numerals']})"]
+    lines += [f"  trained on {c['manifest']}: {c['utterances']:,} utterances, {c['hours']:.2f} h" for c in card["corpora"]]
+    if card["epochs"] is not None:
+        lines.append(f"  {card['epochs']} epochs, {card['steps']:,} steps; weights averaged from {', '.join(card['averaged']) or 'one checkpoint'}")
+    if card["dev"]:
+        lines.append("  best dev epoch: " + ", ".join(f"{k} {v:.4g}" for k, v in card["dev"].items()))
+    lines.append("  recommended decoding: " + (", ".join(f"{k}={v}" for k, v in card["decoding"].items()) or "the defaults"))
+    lines += [f"  {name}: CER {100 * e['cer']:.2f}%, WER {100 * e['wer']:.2f}% on {e['utterances']:,} utterances "
+              f"({e['manifest']})" for name, e in card["evaluations"].items() if e["cer"] is not None]
+    print("\n".join(lines))
     return 0
 
 
@@ -334,4 +368,6 @@ COMMANDS = {
     "transcribe": (_transcribe_args, _transcribe, "transcribe audio files, folders or manifests"),
     "evaluate": (_evaluate_args, _evaluate, "decode a test manifest and score CER/WER"),
     "score": (_score_args, _score, "CER/WER of a hypothesis text file against a reference"),
+    "info": (_info_args, _info, "print a model file's card: model, training data, dev results, recommended "
+                                "decoding, and the evaluations beside it"),
 }

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -226,3 +227,56 @@ def test_a_mandarin_model_writes_chinese_characters_in_every_output_format(overf
         assert expected in text and "\\u" not in text, fmt
     [transcript] = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
     assert [w["word"] for w in transcript["words"]] == list(expected)  # one word per character
+
+
+def test_version_names_the_package_and_its_distribution(capsys):
+    import asr
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"asr {asr.__version__} (distribution attend-asr)\n"
+
+
+def test_info_prints_the_model_card(overfit_model, tmp_path, capsys):
+    """What the model was trained on (hours counted from the manifest), its best dev epoch, the decoding
+    it recommends, and the evaluations beside it."""
+    import shutil
+
+    import asr
+
+    model_path, manifest = overfit_model
+    shutil.copy(model_path, tmp_path / "model.pt")
+    assert main(["evaluate", "--model", str(tmp_path / "model.pt"), "--manifest", manifest,
+                 "--out", str(tmp_path / "eval_test"), "--plots", "0"]) == 0
+    capsys.readouterr()
+    assert main(["info", "--json", str(tmp_path / "model.pt")]) == 0
+    card = json.loads(capsys.readouterr().out)
+    hours = sum(json.loads(line)["duration"] for line in open(manifest)) / 3600
+    [corpus] = card["corpora"]
+    assert corpus["utterances"] == 6 and corpus["hours"] == pytest.approx(hours, abs=1e-3)
+    assert card["trained_with"] == asr.__version__ and card["model"]["vocabulary"] == 10
+    assert 0.9 <= card["dev"]["valid_acc"] <= 1.0 and card["evaluations"]["eval_test"]["cer"] == 0.0
+    assert main(["info", str(tmp_path / "model.pt")]) == 0
+    printed = capsys.readouterr().out
+    assert "6 utterances" in printed and "eval_test: CER 0.00%" in printed and "best dev epoch: valid_acc" in printed
+    assert main(["info", manifest]) == 1  # not a model file: one line, exit 1
+
+
+def test_the_wheel_is_named_attend_asr_and_installs_the_asr_command(tmp_path):
+    """`pip install attend-asr` (not PyPI's unrelated `asr`): the built wheel's metadata, packages and
+    console script."""
+    import zipfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), root], check=True, capture_output=True)
+    [wheel] = list(tmp_path.glob("*.whl"))
+    assert wheel.name.startswith("attend_asr-")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"asr/__init__.py", "asr_cli/__init__.py", "data_prep/mandarin.py"} <= set(names)
+    meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    metadata = zipfile.ZipFile(wheel).read(meta).decode()
+    assert "Name: attend-asr" in metadata
+    entry_points = zipfile.ZipFile(wheel).read(meta.replace("METADATA", "entry_points.txt")).decode()
+    assert "asr = asr_cli:main" in entry_points
