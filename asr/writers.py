@@ -1,6 +1,8 @@
 """Transcripts as text: `path<TAB>text` lines, a JSON array, JSON lines with n-best, scores and
-per-token and per-word times, or subtitles (SRT, WebVTT) of one recording; written atomically, never
-over a user's file unless asked to.
+per-token and per-word times, subtitles (SRT, WebVTT) of one recording, or a table of its cues (TSV:
+start and end in integer milliseconds, as Whisper writes it); written atomically, never over a user's
+file unless asked to. `write_per_input` writes one file per recording and format into a folder, as
+Whisper's --output_dir does.
 
 Subtitles are cues of one line each, made from the transcript's timed words in order: a word starts a
 new cue when the line would grow past MAX_LINE_CHARS characters or the cue past MAX_CUE_SECONDS (a
@@ -13,8 +15,9 @@ from typing import List, Optional, Sequence, Tuple
 from .errors import ASRError
 from .fileio import atomic_output, refuse_overwrite
 
-SUBTITLES = ("srt", "vtt")
+SUBTITLES = ("srt", "vtt", "tsv")  # one recording's timed cues
 FORMATS = ("txt", "json", "jsonl") + SUBTITLES
+PER_INPUT_FORMATS = ("txt", "json", "srt", "vtt", "tsv")  # what --output-format all writes, as Whisper's
 MAX_LINE_CHARS = 42  # the usual limit of a subtitle line (Netflix, BBC: 37-42)
 MAX_CUE_SECONDS = 7.0
 
@@ -67,12 +70,35 @@ def timestamp(seconds: float, decimal_mark: str) -> str:
 
 
 def format_subtitles(cues: Sequence[Cue], fmt: str) -> List[str]:
-    """SRT (numbered cues, comma before the milliseconds) or WebVTT (a header, a full stop), each cue
-    followed by a blank line."""
+    """SRT (numbered cues, comma before the milliseconds), WebVTT (a header, a full stop), each cue
+    followed by a blank line; or TSV (a header, then start, end in milliseconds and the line)."""
+    if fmt == "tsv":
+        return ["start\tend\ttext\n"] + [f"{round(s * 1000)}\t{round(e * 1000)}\t{line}\n" for s, e, line in cues]
     if fmt == "srt":
         return [f"{i}\n{timestamp(s, ',')} --> {timestamp(e, ',')}\n{line}\n\n"
                 for i, (s, e, line) in enumerate(cues, 1)]
     return ["WEBVTT\n\n"] + [f"{timestamp(s, '.')} --> {timestamp(e, '.')}\n{line}\n\n" for s, e, line in cues]
+
+
+def write_per_input(transcripts: Sequence, out_dir: str, formats: Sequence[str], separator: str = " ",
+                    overwrite: bool = False) -> List[str]:
+    """OUT_DIR/<name>.<format> for each transcript and format (txt: the text alone). Every target is
+    checked before any is written: two inputs of the same name, or an existing file without
+    `overwrite`, fail with nothing written."""
+    targets = {}
+    for t in transcripts:
+        stem = os.path.splitext(os.path.basename(t.name))[0] or "audio"
+        for fmt in formats:
+            path = os.path.join(out_dir, f"{stem}.{fmt}")
+            if path in targets:
+                raise ASRError(f"{t.name} and {targets[path][0].name} would both write {path}: transcribe them apart")
+            refuse_overwrite(path, overwrite)
+            targets[path] = (t, fmt)
+    os.makedirs(out_dir, exist_ok=True)
+    for path, (t, fmt) in targets.items():
+        lines = [t.text + "\n"] if fmt == "txt" else format_transcripts([t], fmt, separator)
+        write_lines(path, lines, overwrite=True)
+    return list(targets)
 
 
 def write_lines(path: str, lines: Sequence[str], overwrite: bool = False) -> None:

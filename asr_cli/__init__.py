@@ -235,7 +235,7 @@ def _recognizer_and_options(args):
 
 
 def _transcribe_args(p: argparse.ArgumentParser) -> None:
-    from asr.writers import FORMATS
+    from asr.writers import FORMATS, PER_INPUT_FORMATS
 
     p.add_argument("inputs", nargs="+", metavar="AUDIO",
                    help="audio files, folders (searched recursively) or manifests (.jsonl)")
@@ -243,8 +243,12 @@ def _transcribe_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="write results here instead of printing 'path<TAB>text' lines")
     p.add_argument("--format", choices=FORMATS,
                    help="format of --out (default: from its extension, else txt); json(l) has n-best, scores, "
-                        "per-token and per-word times; srt and vtt are subtitles of one audio file")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+                        "per-token and per-word times; srt and vtt are subtitles of one audio file, tsv its cues")
+    p.add_argument("--output-dir", help="also write one file per input here, OUTPUT_DIR/<name>.<format>, as Whisper does")
+    p.add_argument("--output-format", choices=PER_INPUT_FORMATS + ("all",), default="txt",
+                   help=f"format of the --output-dir files (txt: the text alone; all: {', '.join(PER_INPUT_FORMATS)}; "
+                        "default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing --out or --output-dir files")
     _decoding_args(p)
 
 
@@ -252,7 +256,7 @@ def _transcribe(args) -> int:
     from asr.fileio import refuse_overwrite
     from asr.inputs import MANIFEST_EXTENSIONS
     from asr.text import word_separator
-    from asr.writers import SUBTITLES, format_transcripts, output_format, write_lines
+    from asr.writers import PER_INPUT_FORMATS, SUBTITLES, format_transcripts, output_format, write_lines, write_per_input
 
     fmt = output_format(args.out, args.format)
     if fmt in SUBTITLES and (len(args.inputs) > 1 or os.path.isdir(args.inputs[0])
@@ -271,10 +275,14 @@ def _transcribe(args) -> int:
     transcripts = recognizer.transcribe(args.inputs, options, batch_seconds=args.batch_seconds,
                                         progress=True, on_error=report)
     lines = format_transcripts(transcripts, fmt, word_separator(recognizer.lang))
+    if args.output_dir:
+        formats = PER_INPUT_FORMATS if args.output_format == "all" else (args.output_format,)
+        written = write_per_input(transcripts, args.output_dir, formats, word_separator(recognizer.lang), args.overwrite)
+        print(f"{len(written)} files -> {args.output_dir}", file=sys.stderr)
     if args.out:
         write_lines(args.out, lines, overwrite=True)
         print(f"{len(transcripts)} transcripts -> {args.out}", file=sys.stderr)
-    else:
+    elif not args.output_dir:
         sys.stdout.writelines(lines)
     if not transcripts:
         raise ASRError("nothing could be read: no transcripts")

@@ -280,3 +280,17 @@ def test_the_wheel_is_named_attend_asr_and_installs_the_asr_command(tmp_path):
     assert "Name: attend-asr" in metadata
     entry_points = zipfile.ZipFile(wheel).read(meta.replace("METADATA", "entry_points.txt")).decode()
     assert "asr = asr_cli:main" in entry_points
+
+
+def test_output_dir_writes_one_file_per_input_in_each_format(overfit_model, tmp_path, capsys):
+    model_path, manifest = overfit_model
+    audio = [json.loads(line)["audio"] for line in open(manifest)][:2]
+    out = tmp_path / "out"
+    assert main(["transcribe", "--model", model_path, "--output-dir", str(out), "--output-format", "all"] + audio) == 0
+    assert capsys.readouterr().out == ""  # the files are the output
+    stems = [os.path.splitext(os.path.basename(a))[0] for a in audio]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.{f}" for s in stems for f in ("txt", "json", "srt", "vtt", "tsv"))
+    assert (out / f"{stems[0]}.txt").read_text() == "one\n"
+    assert (out / f"{stems[0]}.tsv").read_text().startswith("start\tend\ttext\n")
+    assert main(["transcribe", "--model", model_path, "--output-dir", str(out)] + audio) == 1  # exists: kept
+    assert "exists: pass --overwrite" in capsys.readouterr().err

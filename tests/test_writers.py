@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from asr.errors import ASRError
@@ -55,3 +57,23 @@ def test_json_has_word_times_and_format_comes_from_the_extension():
     assert [output_format(f"x.{ext}", None) for ext in ("srt", "vtt", "json")] == ["srt", "vtt", "json"]
     with pytest.raises(ASRError):
         output_format("x.ass", None)
+
+
+def test_tsv_is_whispers_table_of_cues_in_milliseconds():
+    lines = format_transcripts([transcript(WORDS)], "tsv")
+    assert "".join(lines) == "start\tend\ttext\n500\t1230\tone two\n3601500\t3602000\tthree\n"
+
+
+def test_one_file_per_input_and_format_checked_before_any_is_written(tmp_path):
+    from asr.writers import write_per_input
+
+    a, b = transcript(WORDS, "x/a.wav"), transcript(WORDS[:1], "y/b.flac")
+    written = write_per_input([a, b], str(tmp_path / "out"), ("txt", "srt"))
+    assert sorted(os.path.basename(p) for p in written) == ["a.srt", "a.txt", "b.srt", "b.txt"]
+    assert (tmp_path / "out" / "b.txt").read_text() == "one\n"
+    with pytest.raises(ASRError, match="exists"):
+        write_per_input([transcript(WORDS, "z/c.wav"), a], str(tmp_path / "out"), ("txt",))
+    assert not (tmp_path / "out" / "c.txt").exists()  # refused before anything was written
+    with pytest.raises(ASRError, match="would both write"):
+        write_per_input([a, transcript(WORDS, "other/a.wav")], str(tmp_path / "new"), ("txt",))
+    assert not (tmp_path / "new").exists()
