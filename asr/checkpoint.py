@@ -8,6 +8,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
 
+from . import __version__
 from .errors import ASRError
 from .fileio import atomic_save
 from .model import ASRModel, ModelConfig
@@ -58,8 +59,12 @@ def model_from_file(ckpt: dict) -> ASRModel:
 
 def load_model_file(path: str, device: str = "cpu") -> LoadedModel:
     ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != MODEL_FORMAT:
+    if not isinstance(ckpt, dict) or not str(ckpt.get("format", "")).startswith("asr-model-"):
         raise ASRError(f"{path}: not an asr model file (expected format {MODEL_FORMAT})")
+    if ckpt["format"] != MODEL_FORMAT:
+        written_by = ckpt.get("info", {}).get("asr_version", "an unrecorded version")
+        raise ASRError(f"{path}: model file format {ckpt['format']} (written by asr {written_by}); this asr "
+                       f"{__version__} reads {MODEL_FORMAT}")
     model = model_from_file(ckpt).to(device).eval()
     return LoadedModel(model, CharTokenizer.from_list(ckpt["tokens"]), ckpt["lang"], ckpt.get("info", {}))
 

@@ -294,3 +294,19 @@ def test_output_dir_writes_one_file_per_input_in_each_format(overfit_model, tmp_
     assert (out / f"{stems[0]}.tsv").read_text().startswith("start\tend\ttext\n")
     assert main(["transcribe", "--model", model_path, "--output-dir", str(out)] + audio) == 1  # exists: kept
     assert "exists: pass --overwrite" in capsys.readouterr().err
+
+
+def test_a_model_file_of_another_format_names_both_versions(overfit_model, tmp_path, capsys):
+    import torch
+
+    import asr
+
+    raw = torch.load(overfit_model[0], weights_only=True)
+    raw["format"], raw["info"]["asr_version"] = "asr-model-9", "9.0.0"
+    torch.save(raw, tmp_path / "future.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    assert main(["info", str(tmp_path / "future.pt")]) == 1
+    assert capsys.readouterr().err.strip() == (f"asr info: error: {tmp_path / 'future.pt'}: model file format asr-model-9 "
+                                               f"(written by asr 9.0.0); this asr {asr.__version__} reads asr-model-1")
+    assert main(["info", str(tmp_path / "foreign.pt")]) == 1
+    assert "not an asr model file" in capsys.readouterr().err
