@@ -92,8 +92,12 @@ def read_manifest(path: str) -> Iterator[Segment]:
     if not os.path.isfile(path):
         raise ManifestError(f"{path}: no such manifest file")
     base_dir = os.path.dirname(os.path.abspath(path))
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ManifestError(f"{path}:{number}: not UTF-8 ({e.reason} at byte {e.start})") from None
             if line.strip():
                 yield parse_manifest_line(line, base_dir, f"{path}:{number}")
 

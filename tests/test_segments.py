@@ -38,6 +38,13 @@ def test_malformed_manifest_line_is_named(tmp_path, line, message):
         load_manifest(path)
 
 
+def test_a_manifest_that_is_not_utf8_names_its_line(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_bytes('{"audio": "ok.wav"}\n{"audio": "b.wav", "text": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(ManifestError, match=r"m.jsonl:2: not UTF-8 \(invalid continuation byte at byte 35\)"):
+        load_manifest(str(path))
+
+
 def test_missing_manifest(tmp_path):
     with pytest.raises(ManifestError, match="no such manifest file"):
         load_manifest(str(tmp_path / "none.jsonl"))
