@@ -10,5 +10,10 @@ py="$venv/bin/python"
 if ! "$py" -c "import torch" 2>/dev/null; then
   "$py" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}" || "$py" -m pip install -q torch
 fi
+# this package was called "asr" before (a name PyPI gives an unrelated project): an old editable install of
+# this folder under that name is replaced, never anything else called asr
+if "$py" -m pip show asr 2>/dev/null | grep -qx "Editable project location: $(pwd)"; then
+  "$py" -m pip uninstall -q -y asr
+fi
 "$py" -m pip install -q -e ".[dev,plots]"
 "$py" -c "import torch, asr; print('asr ready: torch', torch.__version__)"
