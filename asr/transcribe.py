@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .audio import AudioError
 from .checkpoint import load_checkpoint, load_model_file, numerals_of
 from .chunking import split_long
 from .config import BATCH_SECONDS, MAX_BATCH_SIZE
@@ -132,17 +133,31 @@ class Recognizer:
         if isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor)):
             inputs = [inputs]
         segments = collect_segments(inputs, self.sample_rate, on_error)
-        return self.transcribe_segments(segments, options, batch_seconds, max_batch_size, progress)
+        return self.transcribe_segments(segments, options, batch_seconds, max_batch_size, progress, on_error)
 
     def transcribe_segments(self, segments: List[Segment], options: Optional[DecodingOptions] = None,
                             batch_seconds: float = BATCH_SECONDS, max_batch_size: int = MAX_BATCH_SIZE,
-                            progress: bool = False) -> Transcripts:
+                            progress: bool = False, on_error: Optional[Callable[[str], None]] = None) -> Transcripts:
         """Segments decoded whole, or those longer than the options' chunk limit (chunk_limit) cut at
-        pauses into pieces, decoded, and joined."""
+        pauses into pieces, decoded, and joined. A recording whose samples cannot be used (NaN or
+        infinite values, found only when it is read) fails the call, or with `on_error` is reported
+        there and left out."""
         options = options or self.options()
         limit = self.chunk_limit(options)
-        pieces = [(i, piece) for i, segment in enumerate(segments)
-                  for piece in (split_long(segment, self.sample_rate, limit) if limit else [segment])]
+        failed = set()
+
+        def unusable(i: int, error: AudioError) -> None:
+            if on_error is None:
+                raise error
+            failed.add(i)
+            on_error(str(error))
+
+        pieces = []
+        for i, segment in enumerate(segments):
+            try:  # finding the pauses to cut a long recording at reads it
+                pieces += [(i, piece) for piece in (split_long(segment, self.sample_rate, limit) if limit else [segment])]
+            except AudioError as e:
+                unusable(i, e)
         results: List[Optional[Decoded]] = [None] * len(pieces)
         timing = Timing()
         # longest first: a batch that does not fit in memory fails at once, not at the end
@@ -150,12 +165,22 @@ class Recognizer:
         with tqdm(total=len(pieces), disable=None if progress else True, unit="file", dynamic_ncols=True) as bar:
             for batch in batches:
                 start = time.perf_counter()
-                audio = [pieces[i][1].load(self.sample_rate) for i in batch]
+                audio, loaded = [], []
+                for i in (i for i in batch if pieces[i][0] not in failed):
+                    try:
+                        audio.append(pieces[i][1].load(self.sample_rate))
+                        loaded.append(i)
+                    except AudioError as e:
+                        unusable(pieces[i][0], e)
                 timing.load_seconds += time.perf_counter() - start
-                for i, result in zip(batch, self.decode_arrays(audio, options, timing)):
+                for i, result in zip(loaded, self.decode_arrays(audio, options, timing) if audio else []):
                     results[i] = result
                 bar.update(len(batch))
-        return Transcripts(self._join(segments, pieces, results, options.snap_seconds), timing)
+        kept = {old: new for new, old in enumerate(k for k in range(len(segments)) if k not in failed)}
+        pieces_kept = [(kept[i], piece) for i, piece in pieces if i in kept]
+        results_kept = [r for (i, _), r in zip(pieces, results) if i in kept]
+        return Transcripts(self._join([segments[k] for k in kept], pieces_kept, results_kept, options.snap_seconds),
+                           timing)
 
     def decode_arrays(self, audio: List[np.ndarray], options: DecodingOptions,
                       timing: Optional[Timing] = None) -> List[Decoded]:
@@ -166,8 +191,11 @@ class Recognizer:
         waves, lengths = pad_waveforms([torch.from_numpy(a) for a in audio])
         with torch.inference_mode():
             memory, memory_lengths = self.model.encode(waves.to(self.device), lengths.to(self.device))
-            results = decode_memory(self.model, memory, memory_lengths, options, self.lm)
-            spans = token_spans(self.model, memory, memory_lengths, results, options.timestamps)
+            results = list(decode_memory(self.model, memory, memory_lengths, options, self.lm))
+            spans = list(token_spans(self.model, memory, memory_lengths, results, options.timestamps))
+        for k, a in enumerate(audio):  # digital silence holds no speech: whatever the decoder guessed is dropped
+            if not np.any(a):
+                results[k], spans[k] = DecodingResult([], 0.0, [], [([], 0.0)], 0), []
         edges = [speech_edges(a, self.sample_rate, options.snap_db) if options.snap_seconds else None for a in audio]
         if timing is not None:
             timing.compute_seconds += time.perf_counter() - start

@@ -80,3 +80,25 @@ def test_model_file_recommends_decoding_options_and_flags_override_them(overfit_
     assert recognizer.options().ctc_weight == 0.5 and recognizer.options().window_back == 4
     overridden = recognizer.options(ctc_weight=0.1, window_back=None)
     assert overridden.ctc_weight == 0.1 and overridden.window_back is None and overridden.beam_size == 10
+
+
+def test_digital_silence_is_an_empty_transcript(overfit_model):
+    recognizer = asr.load_model(overfit_model[0])
+    [silent, loud] = recognizer.transcribe([np.zeros(SR, np.float32), load_audio(collect_segments([overfit_model[1]], SR)[0].path)])
+    assert (silent.text, silent.words, silent.tokens) == ("", [], [])
+    assert loud.text == "one"
+
+
+def test_a_recording_with_nan_samples_is_reported_and_left_out_or_fails_the_call(overfit_model, tmp_path):
+    from asr.audio import AudioError
+
+    recognizer = asr.load_model(overfit_model[0])
+    good = collect_segments([overfit_model[1]], SR)[0].path
+    bad = np.full(SR, 0.1, np.float32)
+    bad[100] = np.nan
+    sf.write(tmp_path / "nan.wav", bad, SR, subtype="FLOAT")
+    errors = []
+    transcripts = recognizer.transcribe([str(tmp_path / "nan.wav"), good], on_error=errors.append)
+    assert [t.text for t in transcripts] == ["one"] and len(errors) == 1 and "NaN or infinite" in errors[0]
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        recognizer.transcribe([str(tmp_path / "nan.wav"), good])
