@@ -18,18 +18,21 @@ AudioInput = Union[str, "os.PathLike[str]", np.ndarray, torch.Tensor]
 def collect_segments(inputs: Iterable[AudioInput], sample_rate: int,
                      on_error: Optional[Callable[[str], None]] = None) -> List[Segment]:
     """One segment per file, manifest line or array (mono samples at `sample_rate`), in the order
-    given (a folder's files sorted). A file that cannot be read is passed to `on_error` and left
-    out, or raises when there is no `on_error`. A segment's id is the name shown to the user: the
+    given (a folder's files sorted). A file that cannot be read (or a folder with no audio files)
+    is passed to `on_error` and left out, or raises when there is no `on_error`. A segment's id is the name shown to the user: the
     path, the manifest's id, or "array<i>"."""
     segments = []
+
+    def skip(error: ASRError) -> None:
+        if on_error is None:
+            raise error
+        on_error(str(error))
 
     def add_file(path: str) -> None:
         try:
             segments.append(Segment(path, path, audio_duration(path)))
         except AudioError as e:
-            if on_error is None:
-                raise
-            on_error(str(e))
+            skip(e)
 
     for i, item in enumerate(inputs):
         if isinstance(item, (np.ndarray, torch.Tensor)):
@@ -37,7 +40,12 @@ def collect_segments(inputs: Iterable[AudioInput], sample_rate: int,
             continue
         path = os.fspath(item)
         if os.path.isdir(path):
-            for file in audio_files(path):
+            try:
+                files = audio_files(path)
+            except ASRError as e:
+                skip(e)
+                continue
+            for file in files:
                 add_file(file)
         elif path.lower().endswith(MANIFEST_EXTENSIONS):
             segments.extend(manifest_segments(path))

@@ -285,6 +285,8 @@ def _transcribe(args) -> int:
     elif not args.output_dir:
         sys.stdout.writelines(lines)
     if not transcripts:
+        if len(failed) == 1:  # the one input's own line has said why
+            return 1
         raise ASRError("nothing could be read: no transcripts")
     timing = transcripts.timing
     print(f"{timing.audio_seconds:.1f} s of audio, real-time factor {timing.rtf:.4f}", file=sys.stderr)

@@ -310,3 +310,66 @@ def test_a_model_file_of_another_format_names_both_versions(overfit_model, tmp_p
                                                f"(written by asr 9.0.0); this asr {asr.__version__} reads asr-model-1")
     assert main(["info", str(tmp_path / "foreign.pt")]) == 1
     assert "not an asr model file" in capsys.readouterr().err
+
+
+def _bad_audio(kind: str, folder, shared_data) -> str:
+    """One of the audio files a user's corpus may hold, written into `folder`."""
+    import numpy as np
+    import soundfile as sf
+
+    path = str(folder / f"{kind}.wav")
+    noise = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    real = (shared_data / "fsdd" / "recordings" / "7_jackson_0.wav").read_bytes()
+    if kind == "directory":
+        os.makedirs(path)
+    elif kind == "zero_bytes":
+        open(path, "wb").close()
+    elif kind == "text_named_wav":
+        open(path, "w").write("not audio\n")
+    elif kind == "truncated_header":
+        open(path, "wb").write(real[:20])
+    elif kind == "truncated_data":
+        open(path, "wb").write(real[:len(real) // 2])
+    elif kind in ("nan", "inf"):
+        noise[100] = np.nan if kind == "nan" else np.inf
+        sf.write(path, noise, 16000, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("missing", "no such file"), ("directory", "no audio files"), ("zero_bytes", "file is empty (0 bytes)"),
+    ("text_named_wav", "not a readable audio file"), ("truncated_header", "not a readable audio file"),
+    ("truncated_data", "truncated"), ("nan", "NaN or infinite samples"), ("inf", "NaN or infinite samples")])
+def test_bad_audio_is_one_line_and_the_good_file_beside_it_is_still_transcribed(kind, message, overfit_model,
+                                                                                 shared_data, tmp_path):
+    model_path, manifest = overfit_model
+    bad = _bad_audio(kind, tmp_path, shared_data)
+    good = json.loads(open(manifest).readline())["audio"]
+    before = sorted(os.listdir(tmp_path))
+    for inputs, transcribed in (([bad], False), ([bad, good], True)):
+        run = subprocess.run([sys.executable, "-m", "asr_cli", "transcribe", "--model", model_path, *inputs],
+                             capture_output=True, text=True)
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+        assert message in run.stderr and all(line.startswith("asr transcribe: ") or "real-time factor" in line
+                                             for line in run.stderr.strip().splitlines()), run.stderr
+        assert (f"{good}\tone\n" in run.stdout) == transcribed
+    assert sorted(os.listdir(tmp_path)) == before  # nothing of the user's touched or added
+
+
+@pytest.mark.parametrize("channels, rate, subtype", [
+    (1, 8000, "PCM_16"), (2, 11025, "PCM_U8"), (6, 22050, "PCM_24"), (8, 44100, "PCM_32"), (1, 48000, "FLOAT"),
+    (2, 96000, "DOUBLE"), (1, 8000, "ULAW")])
+def test_any_rate_width_and_channel_count_is_transcribed(channels, rate, subtype, overfit_model, tmp_path):
+    """The same real recording, resampled and written in each layout, still reads as "one"."""
+    import numpy as np
+    import soundfile as sf
+
+    from asr.audio import load_audio
+
+    model_path, manifest = overfit_model
+    audio = load_audio(json.loads(open(manifest).readline())["audio"], rate)
+    path = tmp_path / "x.wav"
+    sf.write(path, np.repeat(audio[:, None], channels, axis=1) * 0.9, rate, subtype=subtype)
+    run = subprocess.run([sys.executable, "-m", "asr_cli", "transcribe", "--model", model_path, str(path)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout == f"{path}\tone\n", run.stderr
