@@ -18,7 +18,6 @@ recorded is read by the other gcin voice, or by espeak-ng. The manifest's speake
 and either its synthesiser command or the syllable recordings with where each starts. Audio is
 16 kHz mono WAV under OUT/audio/<split>/. The same --seed gives the same files, byte for byte."""
 import functools
-import io
 import os
 import shutil
 import zlib
@@ -27,15 +26,14 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import soundfile as sf
 
 from asr.audio import SAMPLE_RATE, load_audio, resample
 from asr.segments import Segment
 from asr.text import normalize_text
 
-from .common import CorpusError, Prep, read_lines, write_wav
+from .common import CorpusError, Prep, read_lines
 from .fsdd_connected import trim
-from .synth import run, share
+from .synth import add_corpus_args, share, split_counts, synthesiser_audio, write_at_level
 
 NEEDS_CORPUS = False
 GCIN_DIR = "/usr/share/gcin-voice/ogg"
@@ -136,15 +134,6 @@ def say_with_gcin(take: Take, style: Style, root: str = GCIN_DIR) -> Tuple[np.nd
     return audio + rng.normal(0, 10 ** (style.noise_db / 20), len(audio)).astype(np.float32), sources
 
 
-def say_with_espeak(take: Take) -> np.ndarray:
-    command = take.command()
-    try:
-        audio, rate = sf.read(io.BytesIO(run(command)), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise CorpusError(f"espeak-ng wrote no readable WAV for {command!r} ({e})") from None
-    return resample(audio.mean(axis=1), rate, SAMPLE_RATE)
-
-
 def synthesise(take: Take, style: Style, path: str) -> Tuple[float, dict]:
     """Says the take into a 16 kHz WAV at its level (lower where that would clip); returns its
     duration and its provenance."""
@@ -152,12 +141,8 @@ def synthesise(take: Take, style: Style, path: str) -> Tuple[float, dict]:
         audio, syllables = say_with_gcin(take, style)
         source = dict(syllables=syllables)
     else:
-        audio, source = say_with_espeak(take), dict(command=take.command())
-    peak = float(np.abs(audio).max())
-    if peak == 0:
-        raise CorpusError(f"{take.voice} said nothing for {take.text!r}")
-    gain = float(min(10 ** (take.level_db / 20) / np.sqrt(np.mean(np.square(audio))), 0.99 / peak))
-    write_wav(path, audio * gain, SAMPLE_RATE)
+        audio, source = synthesiser_audio(take.command()), dict(command=take.command())
+    gain = write_at_level(path, audio, take.level_db, f"{take.voice} for {take.text!r}")
     return len(audio) / SAMPLE_RATE, dict(source, pinyin=" ".join(pinyin(take.words)), gain=gain)
 
 
@@ -269,21 +254,12 @@ def check_installed() -> None:
 
 
 def add_args(parser) -> None:
-    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same corpus (default 0)")
-    parser.add_argument("--num-train", type=int, default=3000, help="train utterances (default 3000)")
-    parser.add_argument("--num-dev", type=int, default=200, help="dev utterances (default 200)")
-    parser.add_argument("--num-test", type=int, default=300, help="test utterances (default 300)")
-    parser.add_argument("--sentences", help="a UTF-8 text file, one Chinese sentence per line (default: the built-in grammar)")
-    parser.add_argument("--jobs", type=int, choices=(1, 2), default=2, help="processes at once (default 2)")
+    add_corpus_args(parser, 3000, 200, 300, "one Chinese sentence per line")
 
 
 def prepare(prep: Prep) -> None:
     options, style = prep.options, Style()
-    counts = dict(train=options.num_train, dev=options.num_dev, test=options.num_test)
-    if min(counts.values()) < 0 or options.seed < 0:
-        raise CorpusError("--seed and the --num-* counts must be 0 or more")
-    if not sum(counts.values()):
-        raise CorpusError("--num-train, --num-dev and --num-test are all 0: nothing to say")
+    counts = split_counts(options)
     check_installed()
     rng = np.random.default_rng([options.seed, zlib.crc32(b"sentences")])
     if options.sentences:

@@ -316,39 +316,58 @@ def check_installed(voices: Set[Voice]) -> None:
         raise CorpusError(f"voices not installed here: {', '.join(absent)}")
 
 
-def synthesise(take: Take, path: str) -> Tuple[float, float]:
-    """Speaks the take into a 16 kHz WAV at its level (lower where that would clip); returns its
-    duration in seconds and the gain applied."""
-    command = take.command()
+def synthesiser_audio(command: List[str]) -> np.ndarray:
+    """The WAV a synthesiser's command writes to stdout, mono at 16 kHz."""
     try:
         audio, rate = sf.read(io.BytesIO(run(command)), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise CorpusError(f"{command[0]} wrote no readable WAV for {command!r} ({e})") from None
-    audio = resample(audio.mean(axis=1), rate, SAMPLE_RATE)
-    peak = np.abs(audio).max()
+    return resample(audio.mean(axis=1), rate, SAMPLE_RATE)
+
+
+def write_at_level(path: str, audio: np.ndarray, level_db: float, what: str) -> float:
+    """Writes a 16 kHz WAV scaled to an RMS of level_db dBFS (lower where that would clip); returns
+    the gain applied. `what` names the audio in the error for silence."""
+    peak = float(np.abs(audio).max())
     if peak == 0:
-        raise CorpusError(f"{command[0]} wrote only silence for {command!r}")
-    gain = float(min(10 ** (take.level_db / 20) / np.sqrt(np.mean(np.square(audio))), 0.99 / peak))
+        raise CorpusError(f"only silence from {what}")
+    gain = float(min(10 ** (level_db / 20) / np.sqrt(np.mean(np.square(audio))), 0.99 / peak))
     write_wav(path, audio * gain, SAMPLE_RATE)
-    return len(audio) / SAMPLE_RATE, gain
+    return gain
 
 
-def add_args(parser) -> None:
+def synthesise(take: Take, path: str) -> Tuple[float, float]:
+    """Speaks the take into a 16 kHz WAV at its level; returns its duration in seconds and the gain applied."""
+    audio = synthesiser_audio(take.command())
+    return len(audio) / SAMPLE_RATE, write_at_level(path, audio, take.level_db, repr(take.command()))
+
+
+def add_corpus_args(parser, num_train: int, num_dev: int, num_test: int, sentences: str) -> None:
+    """The options of a corpus made here: its seed, the size of each split, its sentences, parallel jobs."""
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same corpus (default 0)")
-    parser.add_argument("--num-train", type=int, default=1500, help="train utterances (default 1500, about 1.2 h)")
-    parser.add_argument("--num-dev", type=int, default=150, help="dev utterances (default 150)")
-    parser.add_argument("--num-test", type=int, default=200, help="test utterances (default 200)")
-    parser.add_argument("--sentences", help="a UTF-8 text file, one sentence per line (default: the built-in grammar)")
-    parser.add_argument("--jobs", type=int, choices=(1, 2), default=2, help="synthesiser processes at once (default 2)")
+    for split, count in (("train", num_train), ("dev", num_dev), ("test", num_test)):
+        parser.add_argument(f"--num-{split}", type=int, default=count, help=f"{split} utterances (default {count})")
+    parser.add_argument("--sentences", help=f"a UTF-8 text file, {sentences} (default: the built-in grammar)")
+    parser.add_argument("--jobs", type=int, choices=(1, 2), default=2, help="processes at once (default 2)")
 
 
-def prepare(prep: Prep) -> None:
-    options, style = prep.options, Style()
+def split_counts(options) -> Dict[str, int]:
+    """The utterances asked of each split, checked."""
     counts = dict(train=options.num_train, dev=options.num_dev, test=options.num_test)
     if min(counts.values()) < 0 or options.seed < 0:
         raise CorpusError("--seed and the --num-* counts must be 0 or more")
     if not sum(counts.values()):
-        raise CorpusError("--num-train, --num-dev and --num-test are all 0: nothing to synthesise")
+        raise CorpusError("--num-train, --num-dev and --num-test are all 0: nothing to make")
+    return counts
+
+
+def add_args(parser) -> None:
+    add_corpus_args(parser, 1500, 150, 200, "one sentence per line")
+
+
+def prepare(prep: Prep) -> None:
+    options, style = prep.options, Style()
+    counts = split_counts(options)
     check_installed({voice for pool in VOICES.values() for voices in pool.values() for voice in voices})
     rng = np.random.default_rng([options.seed, zlib.crc32(b"sentences")])
     if options.sentences:
