@@ -15,5 +15,5 @@ fi
 if "$py" -m pip show asr 2>/dev/null | grep -qx "Editable project location: $(pwd)"; then
   "$py" -m pip uninstall -q -y asr
 fi
-"$py" -m pip install -q -e ".[dev,plots]"
+"$py" -m pip install -q -e ".[dev,plots,serve,serve-test]"
 "$py" -c "import torch, asr; print('asr ready: torch', torch.__version__)"

@@ -179,7 +179,7 @@ class Recognizer:
         kept = {old: new for new, old in enumerate(k for k in range(len(segments)) if k not in failed)}
         pieces_kept = [(kept[i], piece) for i, piece in pieces if i in kept]
         results_kept = [r for (i, _), r in zip(pieces, results) if i in kept]
-        return Transcripts(self._join([segments[k] for k in kept], pieces_kept, results_kept, options.snap_seconds),
+        return Transcripts(self.join_pieces([segments[k] for k in kept], pieces_kept, results_kept, options.snap_seconds),
                            timing)
 
     def decode_arrays(self, audio: List[np.ndarray], options: DecodingOptions,
@@ -205,8 +205,8 @@ class Recognizer:
     def text(self, tokens: List[int]) -> str:
         return self.tokenizer.decode(tokens).strip()
 
-    def _join(self, segments: List[Segment], pieces: List[Tuple[int, Segment]],
-              results: List[Decoded], snap_seconds: float = 0.0) -> List[Transcript]:
+    def join_pieces(self, segments: List[Segment], pieces: List[Tuple[int, Segment]],
+                    results: List[Decoded], snap_seconds: float = 0.0) -> List[Transcript]:
         """One transcript per segment; a recording decoded in pieces gets the pieces' best texts joined
         (with a space, except in Chinese) and no n-best."""
         per_segment: List[List[Tuple[Segment, DecodingResult, List[Span], Edges]]] = [[] for _ in segments]

@@ -293,6 +293,21 @@ def _transcribe(args) -> int:
     return 1 if failed else 0
 
 
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    from asr.serve import ServeOptions
+
+    p.add_argument("--model", required=True, help="model file (EXP_DIR/model.pt)")
+    add_dataclass_flags(p, ServeOptions, "serving")
+    _decoding_args(p)
+
+
+def _serve(args) -> int:
+    from asr.serve import ServeOptions, serve
+
+    recognizer, options = _recognizer_and_options(args)
+    serve(recognizer, options, ServeOptions(**given_values(args, ServeOptions)), args.model, args.batch_seconds)
+
+
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model file (EXP_DIR/model.pt)")
     p.add_argument("--manifest", required=True, help="test manifest (.jsonl) with reference texts")
@@ -378,6 +393,8 @@ COMMANDS = {
     "transcribe": (_transcribe_args, _transcribe, "transcribe audio files, folders or manifests"),
     "evaluate": (_evaluate_args, _evaluate, "decode a test manifest and score CER/WER"),
     "score": (_score_args, _score, "CER/WER of a hypothesis text file against a reference"),
+    "serve": (_serve_args, _serve, "serve a model over HTTP: OpenAI's /v1/audio/transcriptions API, batched, "
+                                   "and a web page"),
     "info": (_info_args, _info, "print a model file's card: model, training data, dev results, recommended "
                                 "decoding, and the evaluations beside it"),
 }
