@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import torch
 
 from .audio import AudioError, load_audio
 from .chunking import split_long
@@ -50,6 +51,8 @@ class ServeOptions:
     max_wait_ms: float = field(default=20.0, metadata=dict(
         help="how long a piece of audio waits for others to share its batch"))
     max_batch_size: int = field(default=MAX_BATCH_SIZE, metadata=dict(help="pieces of audio per batch at most"))
+    threads: int = field(default=0, metadata=dict(
+        help="torch threads for decoding (0: torch's default, one per core; fewer leave cores to other work)"))
 
 
 class RequestError(Exception):
@@ -344,6 +347,8 @@ def serve(recognizer: Recognizer, options: DecodingOptions, serve_options: Serve
         import uvicorn
     except ImportError:
         raise ASRError("serving needs FastAPI and uvicorn: pip install 'attend-asr[serve]'") from None
+    if serve_options.threads:
+        torch.set_num_threads(serve_options.threads)
     name = serve_options.model_name or model_name_of(model_path)
     app = create_app(recognizer, options, serve_options, name, batch_seconds)
     uvicorn.run(app, host=serve_options.host, port=serve_options.port, log_level="info",

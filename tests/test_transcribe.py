@@ -102,3 +102,18 @@ def test_a_recording_with_nan_samples_is_reported_and_left_out_or_fails_the_call
     assert [t.text for t in transcripts] == ["one"] and len(errors) == 1 and "NaN or infinite" in errors[0]
     with pytest.raises(AudioError, match="NaN or infinite"):
         recognizer.transcribe([str(tmp_path / "nan.wav"), good])
+
+
+def test_the_readme_python_example_runs_as_written(overfit_model, shared_data, capsys):
+    """The README's example, on the test model and a clip it knows ("one")."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"From Python \(runnable.*?```python\n(.*?)```", readme, re.S).group(1)
+    code = code.replace("exp/fsdd/model.pt", overfit_model[0]).replace("../shared/data", str(shared_data))
+    exec(code.replace("7_jackson_0.wav", "1_george_10.wav"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].split()[1] == lines[1].split()[1] == "'one'"
+    assert lines[0].split()[0].endswith("1_george_10.wav") and lines[1].split()[0] == "array1"
+    assert "['one'" in lines[1] and "real-time factor" in lines[2]
