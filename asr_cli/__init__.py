@@ -245,7 +245,7 @@ def _transcribe_args(p: argparse.ArgumentParser) -> None:
                    help="format of --out (default: from its extension, else txt); json(l) has n-best, scores, "
                         "per-token and per-word times; srt and vtt are subtitles of one audio file, tsv its cues")
     p.add_argument("--output-dir", help="also write one file per input here, OUTPUT_DIR/<name>.<format>, as Whisper does")
-    p.add_argument("--output-format", choices=PER_INPUT_FORMATS + ("all",), default="txt",
+    p.add_argument("--output-format", choices=PER_INPUT_FORMATS + ("jsonl", "all"), default="txt",
                    help=f"format of the --output-dir files (txt: the text alone; all: {', '.join(PER_INPUT_FORMATS)}; "
                         "default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace existing --out or --output-dir files")
@@ -316,6 +316,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group-by", nargs="+", default=[], metavar="KEY",
                    help="also score each value of these manifest keys apart (e.g. speaker, gender, age_group)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier evaluation in --out")
+    p.add_argument("--record", action="store_true",
+                   help="also keep this evaluation's CER and WER in the model file's card (asr info shows it), "
+                        "under the name of the --out folder")
     _decoding_args(p)
 
 
@@ -329,6 +332,11 @@ def _evaluate(args) -> int:
                        plots=max(0, args.plots), progress=True, group_by=args.group_by)
     print(format_summary(summary))
     print(os.path.join(args.out, "summary.json"))
+    if args.record:
+        from asr.checkpoint import record_evaluation
+
+        record_evaluation(args.model, os.path.basename(os.path.normpath(args.out)), summary)
+        print(f"recorded in {args.model}", file=sys.stderr)
     return 0
 
 

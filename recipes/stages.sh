@@ -43,7 +43,7 @@ if run_stage 4; then
   for split in test test_long; do
     if [ -f "$data_dir/$split.jsonl" ]; then
       $asr evaluate --model "$exp_dir/model.pt" --manifest "$data_dir/$split.jsonl" --out "$exp_dir/eval_$split" \
-        --overwrite ${lm_options[@]+"${lm_options[@]}"} ${decode_options[@]+"${decode_options[@]}"} \
+        --overwrite --record ${lm_options[@]+"${lm_options[@]}"} ${decode_options[@]+"${decode_options[@]}"} \
         ${eval_options[@]+"${eval_options[@]}"}
     fi
   done

@@ -294,6 +294,8 @@ def test_output_dir_writes_one_file_per_input_in_each_format(overfit_model, tmp_
     assert (out / f"{stems[0]}.tsv").read_text().startswith("start\tend\ttext\n")
     assert main(["transcribe", "--model", model_path, "--output-dir", str(out)] + audio) == 1  # exists: kept
     assert "exists: pass --overwrite" in capsys.readouterr().err
+    assert main(["transcribe", "--model", model_path, "--output-dir", str(out), "--output-format", "jsonl"] + audio) == 0
+    assert json.loads((out / f"{stems[0]}.jsonl").read_text())["text"] == "one"
 
 
 def test_a_model_file_of_another_format_names_both_versions(overfit_model, tmp_path, capsys):
@@ -373,3 +375,21 @@ def test_any_rate_width_and_channel_count_is_transcribed(channels, rate, subtype
     run = subprocess.run([sys.executable, "-m", "asr_cli", "transcribe", "--model", model_path, str(path)],
                          capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout == f"{path}\tone\n", run.stderr
+
+
+def test_evaluate_record_keeps_the_scores_in_the_model_file_wherever_it_goes(overfit_model, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    model_path, manifest = overfit_model
+    shutil.copy(model_path, tmp_path / "model.pt")
+    assert main(["evaluate", "--model", str(tmp_path / "model.pt"), "--manifest", manifest, "--record",
+                 "--out", str(tmp_path / "eval_test"), "--plots", "0"]) == 0
+    os.makedirs(tmp_path / "elsewhere")
+    shutil.move(str(tmp_path / "model.pt"), tmp_path / "elsewhere" / "model.pt")  # away from eval_test/
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "elsewhere" / "model.pt")]) == 0
+    assert f"eval_test: CER 0.00%, WER 0.00% on 6 utterances ({os.path.abspath(manifest)})" in capsys.readouterr().out
+    before, after = (torch.load(p, weights_only=True)["state_dict"] for p in (model_path, tmp_path / "elsewhere" / "model.pt"))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
