@@ -76,7 +76,7 @@ def model_card(path: str) -> Dict:
     loaded = load_model_file(path)
     info, cfg = loaded.info, loaded.model.cfg
     valid = info.get("best_valid", {})
-    evaluations = {}
+    evaluations = dict(info.get("evaluations", {}))  # recorded in the file by asr evaluate --record
     for name in sorted(os.listdir(os.path.dirname(os.path.abspath(path)))):
         summary = os.path.join(os.path.dirname(os.path.abspath(path)), name, "summary.json")
         if name.startswith("eval") and os.path.isfile(summary):
@@ -93,6 +93,18 @@ def model_card(path: str) -> Dict:
                 dev={k: valid[k] for k in ("valid_acc", "valid_cer", "valid_loss", "minutes") if k in valid},
                 decoding=info.get("decoding", {}), longest_train_utterance=info.get("longest_train_utterance"),
                 evaluations=evaluations)
+
+
+def record_evaluation(path: str, name: str, summary: Dict) -> None:
+    """Keeps an evaluation's scores in the model file's card (info["evaluations"][name]), so they
+    travel with the file; the file is rewritten atomically and its weights are untouched."""
+    ckpt = load_checkpoint(path)
+    if ckpt.get("format") != MODEL_FORMAT:
+        raise ASRError(f"{path}: not a model file of format {MODEL_FORMAT}: cannot record an evaluation in it")
+    scores = dict(cer=summary.get("cer"), wer=summary.get("wer"), utterances=summary.get("num_utterances"),
+                  manifest=summary.get("manifest"), decoding=summary.get("decoding"), asr_version=__version__)
+    ckpt["info"] = {**ckpt.get("info", {}), "evaluations": {**ckpt.get("info", {}).get("evaluations", {}), name: scores}}
+    atomic_save(ckpt, path)
 
 
 def average_state_dicts(states: Iterable[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
