@@ -170,7 +170,16 @@ def _fetch(url: str, part: str) -> None:
         with urllib.request.urlopen(request, timeout=60) as response:
             resumed = have > 0 and response.status == 206  # a server that ignores Range sends it all
             with open(part, "ab" if resumed else "wb") as f:
+                start = f.tell()
                 shutil.copyfileobj(response, f, 1 << 20)
+                received = f.tell() - start
+            expected = response.headers.get("Content-Length")
+            if expected is not None and expected.isdigit() and received < int(expected):
+                # a connection that closes early reads as a short file, not an error: without this check,
+                # an unverified download (no published checksum) would be used half-written
+                raise CorpusError(f"cannot download {url}: the connection closed after {received:,} of "
+                                  f"{int(expected):,} bytes; run again to resume, or download it yourself and "
+                                  "pass --corpus-dir")
     except urllib.error.HTTPError as e:
         if e.code != 416:  # 416: nothing left to fetch, the .part file is complete
             raise CorpusError(f"cannot download {url}: {e}") from None

@@ -353,3 +353,39 @@ def test_clips_table_becomes_a_test_split_per_language(shared_data, tmp_path):
     assert len(english) == 13 and {s.lang for s in english} == {"en"}
     jfk = next(s for s in english if s.id.endswith("jfk"))
     assert jfk.text.lower().startswith("and so my fellow americans") and 10 < jfk.duration < 12
+
+
+def test_an_interrupted_download_is_resumed_and_never_used_half_written(tmp_path):
+    """A local HTTP server that honours Range and cuts the first transfer off half-way."""
+    import http.server
+    import threading
+
+    payload = os.urandom(300_000)
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            start = int(re.match(r"bytes=(\d+)-", self.headers.get("Range", "bytes=0-")).group(1))
+            requests.append(start)
+            body = payload[start:]
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[:len(body) // 2] if len(requests) == 1 else body)  # the first is cut short
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        item = Download(f"http://127.0.0.1:{server.server_port}/corpus.tar.gz",
+                        "sha256:" + hashlib.sha256(payload).hexdigest())
+        with pytest.raises(CorpusError, match="run again to resume"):
+            download(item, str(tmp_path / "dl"))
+        assert os.listdir(tmp_path / "dl") == ["corpus.tar.gz.part"]  # no file under the final name
+        assert download(item, str(tmp_path / "dl")) == str(tmp_path / "dl/corpus.tar.gz")
+        assert requests == [0, len(payload) // 2]  # resumed where the first transfer stopped
+        assert (tmp_path / "dl/corpus.tar.gz").read_bytes() == payload and os.listdir(tmp_path / "dl") == ["corpus.tar.gz"]
+    finally:
+        server.shutdown()
