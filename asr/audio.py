@@ -17,7 +17,8 @@ class AudioError(ASRError, ValueError):
     """A file that cannot be used as speech input; the message names the file and the problem."""
 
 
-def _check_path(path: str) -> None:
+def check_audio_path(path: str) -> None:
+    """An AudioError unless `path` is a non-empty file (what a stat can tell, without reading it)."""
     if not os.path.exists(path):
         raise AudioError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -35,11 +36,13 @@ _STREAMING_PLACEHOLDER = 0x7FFF0000
 
 def audio_info(path: str) -> "sf._SoundFileInfo":
     """Header of an audio file (rate, channels, frames) without reading the samples."""
-    _check_path(path)
+    check_audio_path(path)
     try:
         info = sf.info(path)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise AudioError(f"{path}: not a readable audio file ({e})") from None
+    except (TypeError, ValueError) as e:  # soundfile's own checks, e.g. a .raw name: headerless samples
+        raise AudioError(f"{path}: not a readable audio file (a format without a header? {e})") from None
     sizes = _WAV_DATA_SIZE.search(info.extra_info)
     if sizes:
         declared, present = map(int, sizes.groups())
@@ -70,7 +73,7 @@ def load_audio(path: str, sr: int = SAMPLE_RATE, offset: float = 0.0,
     stop = None if duration is None else start + int(round(duration * info.samplerate))
     try:
         audio, file_sr = sf.read(path, start=start, stop=stop, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as e:
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioError(f"{path}: cannot decode audio ({e})") from None
     if audio.shape[0] == 0:
         raise AudioError(f"{path}: contains no audio samples")
@@ -79,4 +82,7 @@ def load_audio(path: str, sr: int = SAMPLE_RATE, offset: float = 0.0,
     if not np.isfinite(audio).all():
         raise AudioError(f"{path}: contains NaN or infinite samples")
     audio = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
-    return np.ascontiguousarray(resample(audio, file_sr, sr), dtype=np.float32)
+    resampled = resample(audio, file_sr, sr)
+    if resampled.shape[0] == 0:  # e.g. one sample at 44.1 kHz is none at 16 kHz
+        raise AudioError(f"{path}: too short: {audio.shape[0]} samples at {file_sr} Hz make none at {sr} Hz")
+    return np.ascontiguousarray(resampled, dtype=np.float32)

@@ -3,6 +3,9 @@ validation results, and averaged into the final model file."""
 import json
 import logging
 import os
+import pickle
+import re
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional
 
@@ -10,7 +13,7 @@ import torch
 
 from . import __version__
 from .errors import ASRError
-from .fileio import atomic_save
+from .fileio import atomic_output, atomic_save
 from .model import ASRModel, ModelConfig
 from .text import CharTokenizer
 
@@ -20,13 +23,35 @@ log = logging.getLogger("asr.checkpoint")
 
 
 def load_checkpoint(path: str) -> dict:
+    """A model file's or checkpoint's contents, read with weights_only=True: tensors and plain data
+    only, so that a file holding other Python objects (whose unpickling could run any code) is
+    refused, never run."""
     if not os.path.isfile(path):
         raise ASRError(f"{path}: no such model or checkpoint file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns (several lines) about foreign pickle protocols
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt or foreign file
-        first_sentence = str(e).splitlines()[0].split(". ")[0] if str(e) else ""
-        raise ASRError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first_sentence})") from None
+        raise ASRError(f"{path}: not a readable checkpoint: {_unreadable(path, e)}") from None
+
+
+def _unreadable(path: str, error: Exception) -> str:
+    """Why torch.load failed, in words: a file of another kind, one cut short, or objects refused."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    first_sentence = str(error).splitlines()[0].split(". ")[0] if str(error) else ""
+    if not head.startswith(b"PK") and not head.startswith(b"\x80"):
+        return "not a PyTorch file (neither a zip archive nor a pickle)"
+    if isinstance(error, pickle.UnpicklingError) and "Unsupported operand" in str(error):
+        return "a pickle not written by torch.save, which is not loaded because unpickling it could run code"
+    if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in str(error):
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        return ("it holds Python objects besides tensors and plain data" + (f" ({found.group(1)})" if found else "")
+                + ", which are not loaded because unpickling them could run code")
+    if head.startswith(b"PK") and "central directory" in str(error):
+        return "a damaged or truncated PyTorch archive (an interrupted copy or download?)"
+    return f"{type(error).__name__}: {first_sentence}"
 
 
 @dataclass
@@ -65,8 +90,21 @@ def load_model_file(path: str, device: str = "cpu") -> LoadedModel:
         written_by = ckpt.get("info", {}).get("asr_version", "an unrecorded version")
         raise ASRError(f"{path}: model file format {ckpt['format']} (written by asr {written_by}); this asr "
                        f"{__version__} reads {MODEL_FORMAT}")
-    model = model_from_file(ckpt).to(device).eval()
-    return LoadedModel(model, CharTokenizer.from_list(ckpt["tokens"]), ckpt["lang"], ckpt.get("info", {}))
+    loaded = _loaded(ckpt, path)
+    loaded.model = loaded.model.to(device).eval()
+    return loaded
+
+
+def _loaded(ckpt: dict, path: str) -> LoadedModel:
+    """The model a model file's contents make, on the CPU (what fails here is the file, not a device),
+    or an ASRError saying the file is damaged."""
+    try:
+        tokenizer = CharTokenizer.from_list(ckpt["tokens"])
+        return LoadedModel(model_from_file(ckpt), tokenizer, str(ckpt["lang"]), dict(ckpt.get("info", {})))
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        words = " ".join(str(e).split())
+        raise ASRError(f"{path}: a damaged asr model file ({type(e).__name__}: "
+                       f"{words[:160] + '...' if len(words) > 160 else words})") from None
 
 
 def model_card(path: str) -> Dict:
@@ -122,8 +160,11 @@ def average_state_dicts(states: Iterable[Dict[str, torch.Tensor]]) -> Dict[str, 
 
 
 def average_checkpoints(paths: List[str], out_path: str) -> None:
-    """Writes a model file whose weights are the mean of `paths` (see averaged_model_file)."""
-    atomic_save(averaged_model_file(paths), out_path)
+    """Writes a model file whose weights are the mean of `paths` (see averaged_model_file), once it
+    is sure to load as a model."""
+    averaged = averaged_model_file(paths)
+    _loaded(averaged, paths[0])
+    atomic_save(averaged, out_path)
 
 
 def averaged_model_file(paths: List[str]) -> dict:
@@ -133,12 +174,22 @@ def averaged_model_file(paths: List[str]) -> dict:
         raise ASRError("no checkpoints to average")
     first: Dict = {}
 
+    shapes: Dict[str, torch.Size] = {}
+
     def states():
         for i, path in enumerate(paths):
             ckpt = load_checkpoint(path)
+            if (not isinstance(ckpt, dict) or ckpt.get("format") != MODEL_FORMAT
+                    or not isinstance(ckpt.get("state_dict"), dict)):
+                raise ASRError(f"{path}: not an asr model file or checkpoint (format {MODEL_FORMAT} with weights)")
+            state = ckpt["state_dict"]
             if i == 0:
                 first.update((k, v) for k, v in ckpt.items() if k not in ("training", "state_dict"))
-            yield ckpt["state_dict"]
+                shapes.update((k, getattr(v, "shape", None)) for k, v in state.items())
+            elif {k: getattr(v, "shape", None) for k, v in state.items()} != shapes:
+                raise ASRError(f"{path}: a checkpoint of another model than {paths[0]} (its weights differ in names "
+                               "or shapes), which cannot be averaged with it")
+            yield state
 
     averaged = average_state_dicts(states())
     first["info"] = {**first.get("info", {}), "averaged": [os.path.basename(p) for p in paths]}
@@ -192,8 +243,13 @@ class CheckpointManager:
 
     def add_epoch(self, epoch: int, metrics: Dict, state: Dict) -> None:
         """Records the epoch's validation results and checkpoint, then drops all but the best `keep_best`."""
-        with open(os.path.join(self.exp_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
-            f.write(json.dumps(metrics) + "\n")
+        path = os.path.join(self.exp_dir, "metrics.jsonl")
+        earlier = ""
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                earlier = f.read()
+        with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:  # never a torn line
+            f.write(earlier + json.dumps(metrics) + "\n")
         self.save(state, f"epoch{epoch}.pt")
         self.save(state, "last.pt")
         for path in ranked_checkpoints(self.exp_dir, self.rank_by)[self.keep_best:]:

@@ -25,7 +25,7 @@ def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optio
     options' chunk limit) and returns the summary also written to OUT_DIR/summary.json. Options
     default to the model file's recommended ones. `group_by` names manifest keys (speaker, lang, or
     corpus keys such as age_group) whose every value gets its own CER and WER."""
-    segments = manifest_segments(manifest)
+    segments = manifest_segments(manifest, need_text=True)
     options = options or recognizer.options()
     transcripts = recognizer.transcribe_segments(segments, options, batch_seconds, max_batch_size, progress=progress)
     refs = [normalize_text(s.text or "", recognizer.lang, numerals=recognizer.numerals) for s in segments]
@@ -47,7 +47,8 @@ def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optio
                    groups={key: group_rates(segments, refs, hyps, key) for key in group_by})
     unknown, num_characters = recognizer.tokenizer.coverage(refs)
     summary.update(unknown_reference_characters=sum(unknown.values()), reference_characters=num_characters,
-                   unknown_reference_examples=dict(list(unknown.items())[:20]))
+                   unknown_reference_examples=dict(list(unknown.items())[:20]),
+                   empty_references=sum(not ref for ref in refs))  # any word the model says there is an insertion
     if writes_without_spaces(recognizer.lang):
         mixed = mixed_errors(refs, hyps)
         summary.update(mer=mixed.rate, mixed_errors=mixed.to_dict())
@@ -94,6 +95,9 @@ def format_summary(summary: Dict) -> str:
             + (f"\n  {summary['unknown_reference_characters']} of {summary['reference_characters']} reference characters "
                f"are outside the model's vocabulary (it cannot write them), e.g. "
                + " ".join(summary["unknown_reference_examples"]) if summary.get("unknown_reference_characters") else "")
+            + (f"\n  {summary['empty_references']} of {summary['num_utterances']} references are empty (all the model "
+               "says there counts as insertions)"
+               if summary.get("empty_references") else "")
             + "".join(f"\n  {key}={value}: CER {100 * g['cer']:.2f}%  WER {100 * g['wer']:.2f}%  "
                       f"{g['num_utterances']} utterances"
                       for key, values in summary.get("groups", {}).items() for value, g in values.items()))

@@ -9,7 +9,7 @@ import torch
 
 from .audio import AUDIO_EXTENSIONS, AudioError, audio_duration
 from .errors import ASRError
-from .segments import Segment, read_manifest
+from .segments import Segment, checked_manifest
 
 MANIFEST_EXTENSIONS = (".jsonl", ".json")
 AudioInput = Union[str, "os.PathLike[str]", np.ndarray, torch.Tensor]
@@ -48,7 +48,7 @@ def collect_segments(inputs: Iterable[AudioInput], sample_rate: int,
             for file in files:
                 add_file(file)
         elif path.lower().endswith(MANIFEST_EXTENSIONS):
-            segments.extend(manifest_segments(path))
+            segments.extend(manifest_segments(path, on_error))
         else:
             add_file(path)
     return segments
@@ -69,7 +69,9 @@ def audio_files(folder: str) -> List[str]:
     return files
 
 
-def manifest_segments(path: str) -> List[Segment]:
+def manifest_segments(path: str, on_error: Optional[Callable[[str], None]] = None,
+                      need_text: bool = False) -> List[Segment]:
     """A manifest's segments with their reference texts and measured durations, whatever the file
-    is called."""
-    return [segment.measured() for segment in read_manifest(path)]
+    is called; a line whose audio is missing or unreadable raises, or is passed to `on_error` and
+    left out; with `need_text`, a line without a text raises (segments.checked_manifest)."""
+    return checked_manifest(path, on_error, need_text)

@@ -1,5 +1,6 @@
 """What a training process needs from its surroundings: its place among torchrun's processes, the
-random number generators' states (for exact resume), Ctrl-C as a request to stop, and mixed precision."""
+random number generators' states (for exact resume), Ctrl-C as a request to stop, one run at a time per
+experiment folder, and mixed precision."""
 import contextlib
 import logging
 import os
@@ -12,6 +13,8 @@ from typing import Dict, Iterator, List
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+
+from .errors import ASRError
 
 log = logging.getLogger("asr.train")
 
@@ -105,6 +108,47 @@ def stop_on_sigint(enabled: bool = True) -> Iterator[types.SimpleNamespace]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def exclusive_run(exp_dir: str, enabled: bool = True) -> Iterator[None]:
+    """Holds EXP_DIR/train.lock (an advisory lock, with this process's id in the file) for the block, so
+    that a second training run started on the same folder while one is running is refused instead of
+    overwriting its checkpoints. The operating system drops the lock when its process dies however it
+    dies, so the file a killed run leaves behind does not block the next one."""
+    if not enabled:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    os.makedirs(exp_dir, exist_ok=True)
+    path = os.path.join(exp_dir, "train.lock")
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            with os.fdopen(fd, encoding="ascii", errors="replace") as f:
+                holder = f.read().strip() or "unknown"
+            raise ASRError(f"{exp_dir} is in use by another training run (process {holder}): wait for it to "
+                           "finish or stop it, or choose another --exp-dir") from None
+        try:  # the file we locked may have been removed by a run that just ended: lock the one now there
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
 
 
 def autocast(amp: str, device: torch.device):

@@ -5,15 +5,16 @@ little of a batch is padding, and pad a group into one tensor.
 Training, evaluation, transcription and data preparation all use these, so a segment means the
 same thing everywhere: [offset, offset + duration) of a file, or of samples held in memory."""
 import json
+import math
 import os
 from dataclasses import dataclass, field, replace
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from .audio import audio_duration, load_audio
+from .audio import AudioError, audio_duration, check_audio_path, load_audio
 from .errors import ASRError
 from .fileio import atomic_output
 
@@ -52,8 +53,8 @@ class Segment:
         return replace(self, duration=audio_duration(self.path) - (self.offset or 0.0))
 
     def to_json(self) -> str:
-        entry = {"id": self.id, "audio": self.path, "duration": self.duration, "text": self.text,
-                 "speaker": self.speaker, "lang": self.lang, "offset": self.offset, **self.info}
+        entry = {"id": self.id, "audio": self.path, "duration": self.duration if self.duration >= 0 else None,
+                 "text": self.text, "speaker": self.speaker, "lang": self.lang, "offset": self.offset, **self.info}
         return json.dumps({k: v for k, v in entry.items() if v is not None}, ensure_ascii=False)
 
 
@@ -64,6 +65,11 @@ _KEYS = {"id", "audio", "duration", "text", "speaker", "lang", "offset"}
 
 
 def parse_manifest_line(line: str, base_dir: str, where: str) -> Segment:
+    return _parse_line(line, base_dir, where)[0]
+
+
+def _parse_line(line: str, base_dir: str, where: str) -> Tuple[Segment, bool]:
+    """The line's segment, and whether the line gave its id (rather than it being the audio's name)."""
     try:
         raw = json.loads(line)
     except json.JSONDecodeError as e:
@@ -76,22 +82,42 @@ def parse_manifest_line(line: str, base_dir: str, where: str) -> Segment:
     audio = str(entry["audio"])
     if not os.path.isabs(audio):
         audio = os.path.normpath(os.path.join(base_dir, audio))
-    try:
-        duration = float(entry["duration"]) if entry.get("duration") is not None else -1.0
-        offset = float(entry["offset"]) if entry.get("offset") is not None else None
-    except (TypeError, ValueError):
-        raise ManifestError(f"{where}: 'duration' and 'offset' must be numbers") from None
+    duration, offset = (_seconds(entry.get(key), key, where) for key in ("duration", "offset"))
     uid = entry.get("id") or os.path.splitext(os.path.basename(audio))[0]
-    return Segment(id=str(uid), path=audio, duration=duration, text=str(entry.get("text", "")),
-                   speaker=entry.get("speaker"), lang=entry.get("lang"), offset=offset,
-                   info={k: v for k, v in entry.items() if k not in _KEYS})
+    text = entry.get("text")  # None: the line has no transcript (transcription needs none; scoring does)
+    segment = Segment(id=str(uid), path=audio, duration=-1.0 if duration is None else duration,
+                      text=None if text is None else str(text), speaker=entry.get("speaker"), lang=entry.get("lang"),
+                      offset=offset, info={k: v for k, v in entry.items() if k not in _KEYS})
+    return segment, bool(entry.get("id"))
+
+
+def _seconds(value, key: str, where: str) -> Optional[float]:
+    """A manifest's duration or offset: a finite number of seconds, at least 0, or None if absent."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ManifestError(f"{where}: '{key}' must be a number of seconds >= 0, not "
+                            f"{json.dumps(value, ensure_ascii=False)}")
+    return seconds
 
 
 def read_manifest(path: str) -> Iterator[Segment]:
     """Streams segments; relative audio paths are resolved against the manifest's folder."""
+    return (segment for _, segment in numbered_segments(path))
+
+
+def numbered_segments(path: str) -> Iterator[Tuple[str, Segment]]:
+    """Streams ("PATH:LINE", segment) pairs, for messages that name the line. An id given twice is an
+    error naming both lines (ids derived from audio file names, as for segments of one recording
+    that a manifest lists without ids, may repeat)."""
     if not os.path.isfile(path):
         raise ManifestError(f"{path}: no such manifest file")
     base_dir = os.path.dirname(os.path.abspath(path))
+    ids: Dict[str, int] = {}
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             try:
@@ -99,11 +125,37 @@ def read_manifest(path: str) -> Iterator[Segment]:
             except UnicodeDecodeError as e:
                 raise ManifestError(f"{path}:{number}: not UTF-8 ({e.reason} at byte {e.start})") from None
             if line.strip():
-                yield parse_manifest_line(line, base_dir, f"{path}:{number}")
+                segment, named = _parse_line(line, base_dir, f"{path}:{number}")
+                if named:
+                    if segment.id in ids:
+                        raise ManifestError(f"{path}:{number}: id {segment.id!r} is already used on line "
+                                            f"{ids[segment.id]}")
+                    ids[segment.id] = number
+                yield f"{path}:{number}", segment
 
 
 def load_manifest(path: str) -> List[Segment]:
     return list(read_manifest(path))
+
+
+def checked_manifest(path: str, on_error: Optional[Callable[[str], None]] = None,
+                     need_text: bool = False) -> List[Segment]:
+    """A manifest's segments, each one's audio file there and not empty (a stat, not a read) and its
+    duration measured from the header where the line lacks it. A line whose audio is missing or
+    unreadable is an error naming the line, or with `on_error` is passed to it and left out. With
+    `need_text` (training, scoring), a line without a 'text' is an error naming it."""
+    segments = []
+    for where, segment in numbered_segments(path):
+        if need_text and segment.text is None:
+            raise ManifestError(f"{where}: no 'text' (the reference transcript; \"text\": \"\" if there is none)")
+        try:
+            check_audio_path(segment.path)
+            segments.append(segment.measured())
+        except AudioError as e:
+            if on_error is None:
+                raise ManifestError(f"{where}: {e}") from None
+            on_error(f"{where}: {e}")
+    return segments
 
 
 def write_manifest(path: str, segments: Iterable[Segment]) -> int:

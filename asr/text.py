@@ -193,7 +193,9 @@ class CharTokenizer:
         return dict(counts.most_common()), total
 
     def save(self, path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
+        from .fileio import atomic_output  # (fileio imports torch, which the rest of this module does not need)
+
+        with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:  # a killed run leaves none or all
             f.write("\n".join(self.tokens) + "\n")
 
     def __len__(self) -> int:

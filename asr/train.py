@@ -21,11 +21,12 @@ from .checkpoint import CheckpointManager, LoadedModel, load_model_file, model_f
 from .config import TrainConfig
 from .data import Batch, BucketBatchSampler, SpeechDataset, collate, feature_statistics, filter_segments
 from .errors import ASRError
+from .fileio import remove_unfinished_writes
 from .heads import describe_heads, find_alignment_heads
 from .model import ASRModel, ModelConfig
 from .mwer import MWERObjective
-from .runtime import Distributed, autocast, process_group, rng_state, set_rng_state, stop_on_sigint
-from .segments import load_manifest
+from .runtime import Distributed, autocast, exclusive_run, process_group, rng_state, set_rng_state, stop_on_sigint
+from .segments import Segment, checked_manifest
 from .text import CharTokenizer, normalize_text
 from .validate import validate
 
@@ -81,6 +82,19 @@ def set_names(manifests: Sequence[str]) -> List[str]:
     return [os.path.join(os.path.basename(os.path.dirname(os.path.abspath(m))), stem) for m, stem in zip(manifests, stems)]
 
 
+def transcribed_segments(manifest: str, cfg: TrainConfig) -> List[Segment]:
+    """A training or dev manifest's segments, every audio file there (checked_manifest) and every line
+    with a 'text'; those whose transcript is empty once normalised (a corpus's noise-only
+    utterances, say) are left out, with a warning that counts them."""
+    segments = checked_manifest(manifest, need_text=True)
+    spoken = [bool(normalize_text(s.text, cfg.lang, numerals=cfg.numerals)) for s in segments]
+    empty = [s.id for s, said in zip(segments, spoken) if not said]
+    if empty:
+        log.warning("%s: left out %d utterances with an empty transcript, e.g. %s", manifest, len(empty),
+                    ", ".join(empty[:3]))
+    return [s for s, said in zip(segments, spoken) if said]
+
+
 def load_data(cfg: TrainConfig, tokens_path: str, write_tokens: bool = True, cache_dir: Optional[str] = None,
               tokenizer: Optional[CharTokenizer] = None) -> TrainingData:
     """The training segments of every corpus within the configured durations and each dev set, with
@@ -88,7 +102,7 @@ def load_data(cfg: TrainConfig, tokens_path: str, write_tokens: bool = True, cac
     its vocabulary) or one built over all training transcripts, saved there."""
     corpora = []
     for manifest in cfg.train:
-        segments, dropped = filter_segments(load_manifest(manifest), cfg.min_duration, cfg.max_duration)
+        segments, dropped = filter_segments(transcribed_segments(manifest, cfg), cfg.min_duration, cfg.max_duration)
         if dropped:
             log.info("%s: dropped %d utterances outside [%.2f, %.1f] s", manifest, dropped, cfg.min_duration,
                      cfg.max_duration)
@@ -112,7 +126,8 @@ def load_data(cfg: TrainConfig, tokens_path: str, write_tokens: bool = True, cac
     augment = cfg.augment_config()
     train = SpeechDataset(train_segments, tokenizer, cfg.lang, cache_dir=cache_dir, augment=augment, seed=cfg.seed,
                           numerals=cfg.numerals)
-    valid = {name: SpeechDataset(load_manifest(m), tokenizer, cfg.lang, cache_dir=cache_dir, numerals=cfg.numerals)
+    valid = {name: SpeechDataset(transcribed_segments(m, cfg), tokenizer, cfg.lang, cache_dir=cache_dir,
+                                 numerals=cfg.numerals)
              for name, m in zip(set_names(cfg.valid), cfg.valid)}
     longest = max([s.duration for s in train_segments] + [augment.concat_seconds] * (augment.concat_prob > 0))
     longest /= min(augment.speed_factors or [1.0])
@@ -234,6 +249,9 @@ class Trainer:
         random.seed(cfg.seed)
         self.checkpoints = CheckpointManager(exp_dir, cfg.keep_best, cfg.average_best, cfg.rank_by)
         os.makedirs(self.checkpoints.folder, exist_ok=True)
+        if self.dist.is_main:  # what a killed run was writing: never renamed into place, so never read
+            remove_unfinished_writes(self.checkpoints.folder)
+            remove_unfinished_writes(exp_dir, of=["tokens.txt", "metrics.jsonl", "model.pt"])
         start = load_model_file(init_from) if init_from else None
         self.init_from = os.path.abspath(init_from) if init_from else None
         self.data = load_data(cfg, os.path.join(exp_dir, "tokens.txt"), self.dist.is_main,
@@ -374,12 +392,13 @@ def train(cfg: TrainConfig, train_manifest: Union[str, Sequence[str], None] = No
     """Trains a model into EXP_DIR/model.pt (returned; None when stopped early, to continue with
     resume=True), joining torchrun's process group when launched under torchrun. Manifests given here
     (one or several) replace the config's `train` and `valid` lists. `init_from` (a model file)
-    fine-tunes that model instead of starting from random weights (fine_tuned)."""
+    fine-tunes that model instead of starting from random weights (fine_tuned). One run at a time
+    per EXP_DIR: another one still running there makes this an ASRError (exclusive_run)."""
     given = {name: [m] if isinstance(m, str) else list(m)
              for name, m in (("train", train_manifest), ("valid", valid_manifest)) if m}
     cfg = replace(cfg, **given)
     for name in ("train", "valid"):
         if not getattr(cfg, name):
             raise ASRError(f"no {name} manifest: pass --{name} or list them under '{name}:' in the config")
-    with process_group(device) as device:
+    with process_group(device) as device, exclusive_run(exp_dir, Distributed.from_env().is_main):
         return Trainer(cfg, exp_dir, device, should_stop, init_from).fit(resume)

@@ -4,6 +4,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 
 from asr.errors import ASRError
 
@@ -15,18 +16,37 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="asr", description="Train and run attention-based speech recognisers.")
     parser.add_argument("--version", action="version", version=f"asr {__version__} (distribution attend-asr)")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, print Python's full traceback as well as the one-line message")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (add_args, _run, help_text) in COMMANDS.items():
         add_args(sub.add_parser(name, help=help_text, description=help_text))
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command][1](args) or 0
-    except ASRError as e:
-        print(f"asr {args.command}: error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"asr {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # one line, whatever went wrong; the traceback only when asked for
+        if args.debug:
+            if e.__suppress_context__ and e.__context__ is not None:  # what `raise ... from None` hid
+                traceback.print_exception(e.__context__)
+                print("\nwhich was reported as:\n", file=sys.stderr)
+            traceback.print_exc()
+        print(f"asr {args.command}: {_one_line(e, args.command)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(error: Exception, command: str) -> str:
+    """An error as one line: ours (bad input) as it is; the system's (a file that cannot be written,
+    a full disk) with the file it names; anything else is a bug, named by its type."""
+    if isinstance(error, ASRError):
+        return "error: " + " ".join(str(error).split())
+    if isinstance(error, OSError) and error.strerror:
+        return f"error: {error.filename + ': ' if error.filename else ''}{error.strerror}"
+    detail = " ".join(str(error).split())[:200]
+    return (f"internal error: {type(error).__name__}{': ' + detail if detail else ''} "
+            f"(run 'asr --debug {command} ...' for the traceback, and please report it)")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:

@@ -355,6 +355,94 @@ def test_clips_table_becomes_a_test_split_per_language(shared_data, tmp_path):
     assert jfk.text.lower().startswith("and so my fellow americans") and 10 < jfk.duration < 12
 
 
+def _cv_release(top, languages, locale_column=True):
+    """A Common Voice release folder: one clip and a train.tsv per language."""
+    for lang in languages:
+        tone(top / lang / "clips" / f"common_voice_{lang}_1.mp3", seconds=1.0, format="MP3")
+        header, row = "client_id\tpath\tsentence", f"aa11\tcommon_voice_{lang}_1.mp3\tHello there."
+        if locale_column:
+            header, row = header + "\tlocale", row + f"\t{lang}"
+        (top / lang / "train.tsv").write_text(f"{header}\n{row}\n")
+    return top
+
+
+@pytest.mark.parametrize("languages, locale_column, corpus_dir, expected", [
+    (["en"], False, "cv-corpus-17.0-2024-03-15", "en"),  # from the folder's name
+    (["zh-CN"], False, "cv-corpus-17.0-2024-03-15/zh-CN", "zh-CN"),
+    (["en", "fr"], True, "cv-corpus-17.0-2024-03-15/fr", "fr"),  # the language folder given: the others do not matter
+])
+def test_commonvoice_language_is_read_from_the_corpus(tmp_path, languages, locale_column, corpus_dir, expected):
+    _cv_release(tmp_path / "cv-corpus-17.0-2024-03-15", languages, locale_column)
+    assert prep("commonvoice", tmp_path / corpus_dir, tmp_path / "out") == 0
+    [utterance] = manifests(tmp_path / "out")["train"]
+    assert utterance.lang == expected and utterance.id == f"common_voice_{expected}_1"
+
+
+def test_commonvoice_locale_column_names_the_language_of_a_folder_named_otherwise(tmp_path):
+    release = _cv_release(tmp_path / "release", ["de"])
+    os.rename(release / "de", release / "my copy")
+    assert prep("commonvoice", release, tmp_path / "out") == 0
+    assert manifests(tmp_path / "out")["train"][0].lang == "de"
+    assert prep("commonvoice", release, tmp_path / "out2", "--lang", "de-DE") == 0  # --lang has the last word
+    assert manifests(tmp_path / "out2")["train"][0].lang == "de-DE"
+
+
+@pytest.mark.parametrize("languages, locale_column, rename, message", [
+    (["en", "fr"], True, None, "holds 2 languages (en, fr): pass --lang"),
+    (["en"], False, "my copy", "no locale column, and my copy/ is not named after a language: pass --lang"),
+])
+def test_commonvoice_language_that_cannot_be_told_is_one_line(tmp_path, capsys, languages, locale_column, rename,
+                                                              message):
+    release = _cv_release(tmp_path / "release", languages, locale_column)
+    if rename:
+        os.rename(release / languages[0], release / rename)
+    assert prep("commonvoice", release, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+NEEDS_CORPUS = ("aishell", "an4", "clips", "commonvoice", "folder", "fsdd", "fsdd_connected", "kaldi", "librispeech",
+                "speechocean762", "yesno")
+
+
+@pytest.fixture(scope="module")
+def not_corpora(shared_data, tmp_path_factory):
+    """What a user may hand to `asr prep` by mistake: an empty folder, another corpus (a few FSDD
+    recordings; yesno's for the FSDD recipes), and an archive cut short by an interrupted download."""
+    top = tmp_path_factory.mktemp("not_corpora")
+    (top / "empty").mkdir()
+    for name in ("1_george_10", "2_jackson_11", "3_lucas_12"):
+        copy(shared_data / "fsdd" / "recordings" / f"{name}.wav", top / "fsdd" / "recordings" / f"{name}.wav")
+    for name in sorted(os.listdir(shared_data / "yesno" / "waves_yesno"))[:3]:
+        copy(shared_data / "yesno" / "waves_yesno" / name, top / "yesno" / "waves_yesno" / name)
+    with tarfile.open(top / "whole.tar.gz", "w:gz") as tar:
+        tar.add(top / "fsdd", arcname="fsdd")
+    whole = (top / "whole.tar.gz").read_bytes()
+    (top / "truncated.tar.gz").write_bytes(whole[:len(whole) // 2])
+    return top
+
+
+@pytest.mark.parametrize("given", ["empty", "other_corpus", "truncated.tar.gz"])
+@pytest.mark.parametrize("corpus", NEEDS_CORPUS)
+def test_prep_of_what_is_not_the_corpus_is_one_line_and_exit_1(corpus, given, not_corpora, tmp_path, capsys):
+    import importlib
+
+    from data_prep import CORPORA
+    from data_prep.common import needs_corpus
+
+    assert {c for c in CORPORA if needs_corpus(importlib.import_module(f"data_prep.{c}"))} == set(NEEDS_CORPUS)
+    if given == "other_corpus":
+        given = "yesno" if corpus.startswith("fsdd") else "fsdd"
+    before = sorted(str(p.relative_to(not_corpora)) for p in not_corpora.rglob("*"))
+    assert prep(corpus, not_corpora / given, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("asr prep: error: ") and err.count("\n") == 1, err
+    assert str(not_corpora / given) in err, err  # the folder or archive named
+    assert sorted(str(p.relative_to(not_corpora)) for p in not_corpora.rglob("*")) == before
+    assert not any(p.is_file() and p.suffix == ".jsonl" for p in (tmp_path / "out").rglob("*"))
+
+
 def test_an_interrupted_download_is_resumed_and_never_used_half_written(tmp_path):
     """A local HTTP server that honours Range and cuts the first transfer off half-way."""
     import http.server

@@ -30,10 +30,14 @@ def test_manifest_relative_paths_and_other_toolkits_keys(tmp_path):
     ('{"audio": "a.wav"', "m.jsonl:2: not valid JSON"),
     ('["a.wav"]', "m.jsonl:2: expected a JSON object"),
     ('{"text": "hi"}', "m.jsonl:2: missing 'audio'"),
-    ('{"audio": "a.wav", "duration": "long"}', "m.jsonl:2: 'duration' and 'offset' must be numbers"),
+    ('{"audio": "a.wav", "duration": "long"}', "m.jsonl:2: 'duration' must be a number of seconds >= 0, not \"long\""),
+    ('{"audio": "a.wav", "duration": -3}', "m.jsonl:2: 'duration' must be a number of seconds >= 0, not -3"),
+    ('{"audio": "a.wav", "duration": NaN}', "m.jsonl:2: 'duration' must be a number of seconds >= 0, not NaN"),
+    ('{"audio": "a.wav", "offset": -0.5}', "m.jsonl:2: 'offset' must be a number of seconds >= 0, not -0.5"),
+    ('{"id": "ok", "audio": "b.wav"}', "m.jsonl:2: id 'ok' is already used on line 1"),
 ])
 def test_malformed_manifest_line_is_named(tmp_path, line, message):
-    path = write_lines(tmp_path / "m.jsonl", ['{"audio": "ok.wav"}', line])
+    path = write_lines(tmp_path / "m.jsonl", ['{"id": "ok", "audio": "ok.wav"}', line])
     with pytest.raises(ManifestError, match=message):
         load_manifest(path)
 

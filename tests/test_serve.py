@@ -3,6 +3,7 @@ gives what one-by-one decoding gives, bad requests, and the web page in headless
 import concurrent.futures
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -209,7 +210,8 @@ def test_the_web_page_transcribes_an_upload_and_a_recording_in_headless_chromium
         shot = os.environ.get("ASR_SCREENSHOT") or str(tmp_path / "page.png")
         assert driver.save_screenshot(shot)
         driver.find_element(By.ID, "record").click()  # Chromium's fake microphone plays the clip
-        time.sleep(1.5)
+        recorded = re.compile(r"recording… (\d+\.\d) s")
+        wait.until(lambda d: float((recorded.match(d.find_element(By.ID, "status").text) or [0, "0"])[1]) >= 1.0)
         driver.find_element(By.ID, "stop").click()
         wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") in ("done", "error"))
         assert driver.find_element(By.ID, "error").text == ""

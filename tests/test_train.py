@@ -291,3 +291,83 @@ def test_chinese_numerals_and_the_vocabulary_cut_off_are_applied_and_recorded(fs
     refs = [json.loads(line)["ref"] for line in open(tmp_path / "eval" / "results.jsonl")]
     assert refs[0] == "零号" and set("".join(refs[1:])) <= set("零三六九")
     assert summary["mer"] == pytest.approx(summary["cer"])  # no English words: MER is CER
+
+
+KILL_RUN = dict(preset="tiny", epochs=3, max_batch_seconds=4.0, num_workers=0, warmup_steps=5, keep_best=2,
+                average_best=2, threads=1, model=dict(dropout=0.0, specaugment=dict(freq_masks=1, time_masks=1)))
+
+
+def start_cli_training(tmp_path, manifests, exp_dir):
+    """`asr train` of KILL_RUN in a child process (to be killed or interrupted)."""
+    config = tmp_path / "kill.yaml"
+    config.write_text(yaml.safe_dump(KILL_RUN))
+    return subprocess.Popen([sys.executable, "-m", "asr_cli", "train", "--config", str(config), "--train", manifests[0],
+                             "--valid", manifests[1], "--exp-dir", str(exp_dir), "--device", "cpu"],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(path, proc, timeout=120.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if proc.poll() is not None:
+            pytest.fail(f"training ended (rc {proc.returncode}) before {path} appeared: "
+                        f"{proc.communicate()[1].decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no {path} after {timeout} s")
+        time.sleep(0.01)
+
+
+def test_sigkill_after_the_first_checkpoint_resumes_to_the_straight_runs_weights(fsdd_manifests, tmp_path):
+    """kill -9 just as epoch1.pt appears (possibly while last.pt is being written): every checkpoint left
+    reads back, and --resume ends bit for bit where an uninterrupted run does."""
+    import signal
+    straight = train(TrainConfig(**KILL_RUN), *fsdd_manifests, str(tmp_path / "a"))
+    proc = start_cli_training(tmp_path, fsdd_manifests, tmp_path / "b")
+    wait_for(tmp_path / "b" / "checkpoints" / "epoch1.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    for name in os.listdir(tmp_path / "b" / "checkpoints"):
+        if not name.startswith(".tmp-"):  # unfinished writes are never renamed into place
+            torch.load(tmp_path / "b" / "checkpoints" / name, weights_only=True)
+    assert (tmp_path / "b" / "train.lock").exists()  # left by the killed run: it must not block the resume
+    resumed = train(TrainConfig(**KILL_RUN), *fsdd_manifests, str(tmp_path / "b"), resume=True)
+    assert not [n for n in os.listdir(tmp_path / "b" / "checkpoints") if n.startswith(".tmp-")]
+    assert not (tmp_path / "b" / "train.lock").exists()
+    a, b = weights(straight), weights(resumed)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def test_ctrl_c_saves_exits_with_130_and_resumes_to_the_straight_runs_weights(fsdd_manifests, tmp_path):
+    import signal
+    straight = train(TrainConfig(**KILL_RUN), *fsdd_manifests, str(tmp_path / "a"))
+    proc = start_cli_training(tmp_path, fsdd_manifests, tmp_path / "b")
+    wait_for(tmp_path / "b" / "checkpoints" / "epoch1.pt", proc)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=120)[1].decode()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "continue with --resume" in stderr and not (tmp_path / "b" / "model.pt").exists()
+    stopped = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["training"]
+    assert (stopped["epoch"], stopped["step"]) > (0, 0)
+    resumed = train(TrainConfig(**KILL_RUN), *fsdd_manifests, str(tmp_path / "b"), resume=True)
+    a, b = weights(straight), weights(resumed)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_even_with_resume(fsdd_manifests, tmp_path, capsys):
+    import signal
+    proc = start_cli_training(tmp_path, fsdd_manifests, tmp_path / "exp")
+    try:
+        wait_for(tmp_path / "exp" / "tokens.txt", proc)  # written under the lock
+        for resume in ([], ["--resume"]):
+            code = cli_main(["train", "--config", str(tmp_path / "kill.yaml"), "--train", fsdd_manifests[0], "--valid",
+                             fsdd_manifests[1], "--exp-dir", str(tmp_path / "exp"), "--device", "cpu", *resume])
+            err = capsys.readouterr().err
+            assert code == 1 and (f"process {proc.pid}" in err or "--resume" in err and not resume), err
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
