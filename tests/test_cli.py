@@ -2,6 +2,7 @@ import dataclasses
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 
@@ -332,6 +333,11 @@ def _bad_audio(kind: str, folder, shared_data) -> str:
         open(path, "wb").write(real[:20])
     elif kind == "truncated_data":
         open(path, "wb").write(real[:len(real) // 2])
+    elif kind == "unsupported_codec":  # a WAV header naming a codec (format tag 0x1234) no reader knows
+        fmt = struct.pack("<HHIIHH", 0x1234, 1, 16000, 32000, 2, 16)
+        data = bytes(3200)
+        open(path, "wb").write(b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE"
+                               + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data)
     elif kind in ("nan", "inf"):
         noise[100] = np.nan if kind == "nan" else np.inf
         sf.write(path, noise, 16000, subtype="FLOAT")
@@ -341,7 +347,8 @@ def _bad_audio(kind: str, folder, shared_data) -> str:
 @pytest.mark.parametrize("kind, message", [
     ("missing", "no such file"), ("directory", "no audio files"), ("zero_bytes", "file is empty (0 bytes)"),
     ("text_named_wav", "not a readable audio file"), ("truncated_header", "not a readable audio file"),
-    ("truncated_data", "truncated"), ("nan", "NaN or infinite samples"), ("inf", "NaN or infinite samples")])
+    ("truncated_data", "truncated"), ("nan", "NaN or infinite samples"), ("inf", "NaN or infinite samples"),
+    ("unsupported_codec", "not a readable audio file")])
 def test_bad_audio_is_one_line_and_the_good_file_beside_it_is_still_transcribed(kind, message, overfit_model,
                                                                                  shared_data, tmp_path):
     model_path, manifest = overfit_model
@@ -358,10 +365,11 @@ def test_bad_audio_is_one_line_and_the_good_file_beside_it_is_still_transcribed(
     assert sorted(os.listdir(tmp_path)) == before  # nothing of the user's touched or added
 
 
-@pytest.mark.parametrize("channels, rate, subtype", [
-    (1, 8000, "PCM_16"), (2, 11025, "PCM_U8"), (6, 22050, "PCM_24"), (8, 44100, "PCM_32"), (1, 48000, "FLOAT"),
-    (2, 96000, "DOUBLE"), (1, 8000, "ULAW")])
-def test_any_rate_width_and_channel_count_is_transcribed(channels, rate, subtype, overfit_model, tmp_path):
+@pytest.mark.parametrize("channels, rate, subtype, ext", [
+    (1, 8000, "PCM_16", "wav"), (2, 11025, "PCM_U8", "wav"), (6, 22050, "PCM_24", "wav"), (8, 44100, "PCM_32", "wav"),
+    (1, 48000, "FLOAT", "wav"), (2, 96000, "DOUBLE", "wav"), (1, 8000, "ULAW", "wav"), (2, 44100, "MPEG_LAYER_III", "mp3"),
+    (1, 48000, "OPUS", "opus"), (1, 16000, "PCM_16", "flac")])
+def test_any_rate_width_and_channel_count_is_transcribed(channels, rate, subtype, ext, overfit_model, tmp_path):
     """The same real recording, resampled and written in each layout, still reads as "one"."""
     import numpy as np
     import soundfile as sf
@@ -370,11 +378,25 @@ def test_any_rate_width_and_channel_count_is_transcribed(channels, rate, subtype
 
     model_path, manifest = overfit_model
     audio = load_audio(json.loads(open(manifest).readline())["audio"], rate)
-    path = tmp_path / "x.wav"
-    sf.write(path, np.repeat(audio[:, None], channels, axis=1) * 0.9, rate, subtype=subtype)
+    path = tmp_path / f"x.{ext}"
+    sf.write(path, np.repeat(audio[:, None], channels, axis=1) * 0.9, rate, subtype=subtype,
+             format="OGG" if ext == "opus" else None)
     run = subprocess.run([sys.executable, "-m", "asr_cli", "transcribe", "--model", model_path, str(path)],
                          capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout == f"{path}\tone\n", run.stderr
+
+
+def test_ten_milliseconds_of_audio_is_transcribed_without_error(overfit_model, tmp_path):
+    """Shorter than the subsampler's receptive field: whatever the model says, no crash."""
+    import numpy as np
+    import soundfile as sf
+
+    model_path, _ = overfit_model
+    path = tmp_path / "short.wav"
+    sf.write(path, (0.1 * np.random.default_rng(0).standard_normal(160)).astype(np.float32), 16000)
+    run = subprocess.run([sys.executable, "-m", "asr_cli", "transcribe", "--model", model_path, str(path)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith(f"{path}\t"), run.stderr
 
 
 def test_evaluate_record_keeps_the_scores_in_the_model_file_wherever_it_goes(overfit_model, tmp_path, capsys):
