@@ -415,3 +415,32 @@ def test_evaluate_record_keeps_the_scores_in_the_model_file_wherever_it_goes(ove
     assert f"eval_test: CER 0.00%, WER 0.00% on 6 utterances ({os.path.abspath(manifest)})" in capsys.readouterr().out
     before, after = (torch.load(p, weights_only=True)["state_dict"] for p in (model_path, tmp_path / "elsewhere" / "model.pt"))
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_progress_bar_shows_on_a_terminal_and_not_in_a_pipe(overfit_model):
+    import pty
+
+    model_path, manifest = overfit_model
+    command = [sys.executable, "-m", "asr_cli", "transcribe", "--model", model_path, manifest]
+    import fcntl
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 columns wide
+    try:
+        run = subprocess.run(command, stdout=subprocess.PIPE, stderr=follower, text=True)
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+    assert run.returncode == 0 and re.search(rb"100%\S* *\d+/6 \[", shown.replace(b"\r", b"\n")), shown
+    piped = subprocess.run(command, capture_output=True, text=True)
+    assert piped.returncode == 0 and "%|" not in piped.stderr and piped.stdout == run.stdout
