@@ -3,82 +3,112 @@ errors, and write a per-utterance report, a summary and attention plots."""
 import json
 import logging
 import os
+from collections import Counter
 from dataclasses import asdict
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .config import BATCH_SECONDS, MAX_BATCH_SIZE
 from .decode import DecodingOptions
 from .fileio import atomic_output
-from .inputs import manifest_segments
-from .metrics import AttentionFailures, character_errors, mixed_errors, utterance_errors, word_errors
-from .segments import Segment
+from .metrics import AttentionFailures, ErrorCounts, character_errors, mixed_errors, utterance_errors, word_errors
+from .segments import Segment, checked_segments, windows
 from .text import has_han, normalize_text, writes_without_spaces
-from .transcribe import Recognizer, Transcript
+from .transcribe import STREAM_WINDOW, Recognizer, Timing, Transcript
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optional[DecodingOptions] = None,
              batch_seconds: float = BATCH_SECONDS, max_batch_size: int = MAX_BATCH_SIZE, plots: int = 3,
-             progress: bool = False, group_by: Sequence[str] = ()) -> Dict:
+             progress: bool = False, group_by: Sequence[str] = (), window: int = STREAM_WINDOW) -> Dict:
     """Decodes every utterance as `asr transcribe` does (whole, or cut at pauses where longer than the
     options' chunk limit) and returns the summary also written to OUT_DIR/summary.json. Options
     default to the model file's recommended ones. `group_by` names manifest keys (speaker, lang, or
-    corpus keys such as age_group) whose every value gets its own CER and WER."""
-    segments = manifest_segments(manifest, need_text=True)
+    corpus keys such as age_group) whose every value gets its own CER and WER. Every line of the
+    manifest is checked before anything is decoded; then `window` utterances at a time are decoded,
+    scored and written, so memory does not grow with the test set."""
+    for _ in checked_segments(manifest, need_text=True):  # a bad line fails now, not after hours of decoding
+        pass
     options = options or recognizer.options()
-    transcripts = recognizer.transcribe_segments(segments, options, batch_seconds, max_batch_size, progress=progress)
-    refs = [normalize_text(s.text or "", recognizer.lang, numerals=recognizer.numerals) for s in segments]
-    hyps = [t.text for t in transcripts]
-    chars, words = character_errors(refs, hyps), word_errors(refs, hyps)
-    failures = AttentionFailures()
-    # loops and skips are counted over words: in Chinese each character is one
-    as_words = (lambda t: " ".join(t)) if writes_without_spaces(recognizer.lang) else (lambda t: t)
-    for ref, hyp in zip(refs, hyps):
-        failures.add(as_words(ref), as_words(hyp))
-    timing = transcripts.timing
-    summary = dict(cer=chars.rate, wer=words.rate, num_utterances=len(segments), rtf=timing.rtf,
-                   char_errors=chars.to_dict(), word_errors=words.to_dict(),
-                   sentence_errors=sum(r != h for r, h in zip(refs, hyps)), attention_failures=asdict(failures),
-                   loop_guard_fired=sum(t.loop_guard_fired for t in transcripts),
-                   audio_seconds=timing.audio_seconds, compute_seconds=timing.compute_seconds,
-                   load_seconds=timing.load_seconds, manifest=os.path.abspath(manifest),
-                   decoding=asdict(options), chunk_seconds=recognizer.chunk_limit(options), device=str(recognizer.device),
-                   groups={key: group_rates(segments, refs, hyps, key) for key in group_by})
-    unknown, num_characters = recognizer.tokenizer.coverage(refs)
-    summary.update(unknown_reference_characters=sum(unknown.values()), reference_characters=num_characters,
-                   unknown_reference_examples=dict(list(unknown.items())[:20]),
-                   empty_references=sum(not ref for ref in refs))  # any word the model says there is an insertion
-    if writes_without_spaces(recognizer.lang):
-        mixed = mixed_errors(refs, hyps)
-        summary.update(mer=mixed.rate, mixed_errors=mixed.to_dict())
+    scores, timing, first = Scores(recognizer, group_by), Timing(), []
     os.makedirs(out_dir, exist_ok=True)
-    write_results(os.path.join(out_dir, "results.jsonl"), refs, transcripts)
+    with atomic_output(os.path.join(out_dir, "results.jsonl")) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for segments in windows(checked_segments(manifest, need_text=True), window):
+            transcripts = recognizer.transcribe_segments(segments, options, batch_seconds, max_batch_size,
+                                                         progress=progress)
+            timing.add(transcripts.timing)
+            refs = [normalize_text(s.text or "", recognizer.lang, numerals=recognizer.numerals) for s in segments]
+            scores.add(segments, refs, transcripts)
+            write_results(f, refs, transcripts)
+            first += list(zip(segments, transcripts))[:max(0, plots - len(first))]
+    summary = scores.summary()
+    summary.update(rtf=timing.rtf, audio_seconds=timing.audio_seconds, compute_seconds=timing.compute_seconds,
+                   load_seconds=timing.load_seconds, manifest=os.path.abspath(manifest), decoding=asdict(options),
+                   chunk_seconds=recognizer.chunk_limit(options), device=str(recognizer.device))
     with atomic_output(os.path.join(out_dir, "summary.json")) as tmp, open(tmp, "w") as f:
         json.dump(summary, f, indent=2)
         f.write("\n")
-    if plots:
-        plot_alignments(recognizer, segments[:plots], transcripts[:plots], options, out_dir)
+    if first:
+        plot_alignments(recognizer, [s for s, _ in first], [t for _, t in first], options, out_dir)
     return summary
 
 
-def group_rates(segments: List[Segment], refs: List[str], hyps: List[str], key: str) -> Dict[str, Dict]:
-    """CER, WER and utterance count for each value of `key` (a Segment field or a manifest key)."""
-    groups: Dict[str, List[int]] = {}
-    for i, segment in enumerate(segments):
-        value = getattr(segment, key, None) if key in ("speaker", "lang") else segment.info.get(key)
-        groups.setdefault(str(value), []).append(i)
-    return {value: dict(cer=character_errors([refs[i] for i in rows], [hyps[i] for i in rows]).rate,
-                        wer=word_errors([refs[i] for i in rows], [hyps[i] for i in rows]).rate,
-                        num_utterances=len(rows))
-            for value, rows in sorted(groups.items())}
+class Scores:
+    """Error counts of a test set scored in parts: every count adds up, so the totals equal scoring
+    it whole."""
+
+    def __init__(self, recognizer: Recognizer, group_by: Sequence[str]):
+        self.lang, self.tokenizer, self.group_by = recognizer.lang, recognizer.tokenizer, list(group_by)
+        self.chars, self.words, self.mixed = ErrorCounts(), ErrorCounts(), ErrorCounts()
+        self.failures = AttentionFailures()
+        self.utterances = self.sentence_errors = self.loop_guard = self.empty = self.characters = 0
+        self.unknown: Counter = Counter()
+        self.groups: Dict[str, Dict[str, Tuple[ErrorCounts, ErrorCounts, int]]] = {key: {} for key in self.group_by}
+
+    def add(self, segments: Sequence[Segment], refs: List[str], transcripts: Sequence[Transcript]) -> None:
+        hyps = [t.text for t in transcripts]
+        self.chars += character_errors(refs, hyps)
+        self.words += word_errors(refs, hyps)
+        if writes_without_spaces(self.lang):
+            self.mixed += mixed_errors(refs, hyps)
+        # loops and skips are counted over words: in Chinese each character is one
+        as_words = (lambda t: " ".join(t)) if writes_without_spaces(self.lang) else (lambda t: t)
+        for ref, hyp in zip(refs, hyps):
+            self.failures.add(as_words(ref), as_words(hyp))
+        self.utterances += len(refs)
+        self.sentence_errors += sum(r != h for r, h in zip(refs, hyps))
+        self.loop_guard += sum(t.loop_guard_fired for t in transcripts)
+        self.empty += sum(not ref for ref in refs)  # any word the model says there is an insertion
+        unknown, characters = self.tokenizer.coverage(refs)
+        self.unknown.update(unknown)
+        self.characters += characters
+        for key in self.group_by:
+            for segment, ref, hyp in zip(segments, refs, hyps):
+                value = getattr(segment, key, None) if key in ("speaker", "lang") else segment.info.get(key)
+                chars, words, count = self.groups[key].get(str(value), (ErrorCounts(), ErrorCounts(), 0))
+                self.groups[key][str(value)] = (chars + character_errors([ref], [hyp]),
+                                                words + word_errors([ref], [hyp]), count + 1)
+
+    def summary(self) -> Dict:
+        summary = dict(cer=self.chars.rate, wer=self.words.rate, num_utterances=self.utterances,
+                       char_errors=self.chars.to_dict(), word_errors=self.words.to_dict(),
+                       sentence_errors=self.sentence_errors, attention_failures=asdict(self.failures),
+                       loop_guard_fired=self.loop_guard,
+                       groups={key: {value: dict(cer=c.rate, wer=w.rate, num_utterances=n)
+                                     for value, (c, w, n) in sorted(values.items())}
+                               for key, values in self.groups.items()},
+                       unknown_reference_characters=sum(self.unknown.values()), reference_characters=self.characters,
+                       unknown_reference_examples=dict(self.unknown.most_common(20)), empty_references=self.empty)
+        if writes_without_spaces(self.lang):
+            summary.update(mer=self.mixed.rate, mixed_errors=self.mixed.to_dict())
+        return summary
 
 
-def write_results(path: str, refs: List[str], transcripts: List[Transcript]) -> None:
-    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for ref, t in zip(refs, transcripts):
-            f.write(json.dumps(dict(id=t.name, ref=ref, hyp=t.text, score=t.score, duration=round(t.duration, 3),
-                                    **utterance_errors(ref, t.text)), ensure_ascii=False) + "\n")
+def write_results(f, refs: List[str], transcripts: List[Transcript]) -> None:
+    """Lines of the per-utterance report (results.jsonl) into the open file `f`."""
+    for ref, t in zip(refs, transcripts):
+        f.write(json.dumps(dict(id=t.name, ref=ref, hyp=t.text, score=t.score, duration=round(t.duration, 3),
+                                **utterance_errors(ref, t.text)), ensure_ascii=False) + "\n")
 
 
 def format_summary(summary: Dict) -> str:

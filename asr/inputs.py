@@ -2,14 +2,14 @@
 audio files, folders (searched recursively by extension), manifests, and arrays of samples."""
 import glob
 import os
-from typing import Callable, Iterable, List, Optional, Union
+from typing import Callable, Iterable, Iterator, List, Optional, Union
 
 import numpy as np
 import torch
 
 from .audio import AUDIO_EXTENSIONS, AudioError, audio_duration
 from .errors import ASRError
-from .segments import Segment, checked_manifest
+from .segments import Segment, checked_manifest, checked_segments
 
 MANIFEST_EXTENSIONS = (".jsonl", ".json")
 AudioInput = Union[str, "os.PathLike[str]", np.ndarray, torch.Tensor]
@@ -19,24 +19,28 @@ def collect_segments(inputs: Iterable[AudioInput], sample_rate: int,
                      on_error: Optional[Callable[[str], None]] = None) -> List[Segment]:
     """One segment per file, manifest line or array (mono samples at `sample_rate`), in the order
     given (a folder's files sorted). A file that cannot be read (or a folder with no audio files)
-    is passed to `on_error` and left out, or raises when there is no `on_error`. A segment's id is the name shown to the user: the
-    path, the manifest's id, or "array<i>"."""
-    segments = []
+    is passed to `on_error` and left out, or raises when there is no `on_error`. A segment's id is
+    the name shown to the user: the path, the manifest's id, or "array<i>"."""
+    return list(iter_segments(inputs, sample_rate, on_error))
 
+
+def iter_segments(inputs: Iterable[AudioInput], sample_rate: int,
+                  on_error: Optional[Callable[[str], None]] = None) -> Iterator[Segment]:
+    """collect_segments, streamed: a manifest is read line by line as the segments are consumed."""
     def skip(error: ASRError) -> None:
         if on_error is None:
             raise error
         on_error(str(error))
 
-    def add_file(path: str) -> None:
+    def file_segment(path: str) -> Iterator[Segment]:
         try:
-            segments.append(Segment(path, path, audio_duration(path)))
+            yield Segment(path, path, audio_duration(path))
         except AudioError as e:
             skip(e)
 
     for i, item in enumerate(inputs):
         if isinstance(item, (np.ndarray, torch.Tensor)):
-            segments.append(array_segment(f"array{i}", item, sample_rate))
+            yield array_segment(f"array{i}", item, sample_rate)
             continue
         path = os.fspath(item)
         if os.path.isdir(path):
@@ -46,12 +50,11 @@ def collect_segments(inputs: Iterable[AudioInput], sample_rate: int,
                 skip(e)
                 continue
             for file in files:
-                add_file(file)
+                yield from file_segment(file)
         elif path.lower().endswith(MANIFEST_EXTENSIONS):
-            segments.extend(manifest_segments(path, on_error))
+            yield from checked_segments(path, on_error)
         else:
-            add_file(path)
-    return segments
+            yield from file_segment(path)
 
 
 def array_segment(name: str, samples: Union[np.ndarray, torch.Tensor], sample_rate: int) -> Segment:

@@ -29,6 +29,11 @@ class ErrorCounts:
     def to_dict(self) -> Dict[str, float]:
         return dict(asdict(self), errors=self.errors, rate=self.rate)
 
+    def __add__(self, other: "ErrorCounts") -> "ErrorCounts":
+        """The counts of both sets of utterances: what scoring a test set in parts adds up to."""
+        return ErrorCounts(self.substitutions + other.substitutions, self.deletions + other.deletions,
+                           self.insertions + other.insertions, self.reference_length + other.reference_length)
+
 
 def _counts(output) -> ErrorCounts:
     return ErrorCounts(output.substitutions, output.deletions, output.insertions,

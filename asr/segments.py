@@ -144,18 +144,35 @@ def checked_manifest(path: str, on_error: Optional[Callable[[str], None]] = None
     duration measured from the header where the line lacks it. A line whose audio is missing or
     unreadable is an error naming the line, or with `on_error` is passed to it and left out. With
     `need_text` (training, scoring), a line without a 'text' is an error naming it."""
-    segments = []
+    return list(checked_segments(path, on_error, need_text))
+
+
+def checked_segments(path: str, on_error: Optional[Callable[[str], None]] = None,
+                     need_text: bool = False) -> Iterator[Segment]:
+    """checked_manifest, streamed: nothing is kept but the ids seen (for the duplicate check)."""
     for where, segment in numbered_segments(path):
         if need_text and segment.text is None:
             raise ManifestError(f"{where}: no 'text' (the reference transcript; \"text\": \"\" if there is none)")
         try:
             check_audio_path(segment.path)
-            segments.append(segment.measured())
+            yield segment.measured()
         except AudioError as e:
             if on_error is None:
                 raise ManifestError(f"{where}: {e}") from None
             on_error(f"{where}: {e}")
-    return segments
+
+
+def windows(items: Iterable, size: int) -> Iterator[List]:
+    """Consecutive lists of `size` items (the last may be shorter): a long stream processed a window
+    at a time, so memory is bounded by the window, not by the stream."""
+    window: List = []
+    for item in items:
+        window.append(item)
+        if len(window) == size:
+            yield window
+            window = []
+    if window:
+        yield window
 
 
 def write_manifest(path: str, segments: Iterable[Segment]) -> int:

@@ -7,7 +7,7 @@ small, and only one batch of audio is in memory at a time."""
 import os
 import time
 from dataclasses import dataclass, field, fields
-from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -19,12 +19,14 @@ from .chunking import split_long
 from .config import BATCH_SECONDS, MAX_BATCH_SIZE
 from .decode import DecodingOptions, DecodingResult, attention_map, decode_memory
 from .errors import ASRError
-from .inputs import AudioInput, collect_segments
+from .inputs import AudioInput, iter_segments
 from .lm import CharLM, check_vocabulary, lm_from_file
-from .segments import Segment, length_buckets, pad_waveforms
+from .segments import Segment, length_buckets, pad_waveforms, windows
 from .text import SPACE, CharTokenizer, word_separator
 from .timestamps import Span, Word, snap_to_speech, speech_edges, token_spans, words_with_times
 
+
+STREAM_WINDOW = 10_000  # segments read and decoded at a time by stream(): memory holds one window of them
 
 Edges = Optional[Tuple[np.ndarray, np.ndarray]]  # where speech starts and stops in a piece (s), for snapping
 Decoded = Tuple[DecodingResult, List[Span], Edges]  # a piece's best hypothesis, its tokens' frames, its edges
@@ -57,6 +59,11 @@ class Timing:
     @property
     def rtf(self) -> float:
         return self.compute_seconds / self.audio_seconds if self.audio_seconds else 0.0
+
+    def add(self, other: "Timing") -> None:
+        self.audio_seconds += other.audio_seconds
+        self.compute_seconds += other.compute_seconds
+        self.load_seconds += other.load_seconds
 
 
 class Transcripts(list):
@@ -130,10 +137,25 @@ class Recognizer:
                    progress: bool = False, on_error: Optional[Callable[[str], None]] = None) -> Transcripts:
         """Transcripts in the order of the inputs (a folder's files sorted, a manifest's lines in order).
         Options default to the model file's recommended ones."""
+        timing = Timing()
+        return Transcripts(self.stream(inputs, options, batch_seconds, max_batch_size, progress, on_error, timing),
+                           timing)
+
+    def stream(self, inputs: Union[AudioInput, Iterable[AudioInput]], options: Optional[DecodingOptions] = None,
+               batch_seconds: float = BATCH_SECONDS, max_batch_size: int = MAX_BATCH_SIZE, progress: bool = False,
+               on_error: Optional[Callable[[str], None]] = None, timing: Optional[Timing] = None,
+               window: int = STREAM_WINDOW) -> Iterator[Transcript]:
+        """transcribe's transcripts one at a time: inputs are read and decoded `window` segments at a
+        time, so a million-line manifest needs the memory of one window. The time taken is added to
+        `timing`."""
         if isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor)):
             inputs = [inputs]
-        segments = collect_segments(inputs, self.sample_rate, on_error)
-        return self.transcribe_segments(segments, options, batch_seconds, max_batch_size, progress, on_error)
+        options = options or self.options()
+        for segments in windows(iter_segments(inputs, self.sample_rate, on_error), window):
+            done = self.transcribe_segments(segments, options, batch_seconds, max_batch_size, progress, on_error)
+            if timing is not None:
+                timing.add(done.timing)
+            yield from done
 
     def transcribe_segments(self, segments: List[Segment], options: Optional[DecodingOptions] = None,
                             batch_seconds: float = BATCH_SECONDS, max_batch_size: int = MAX_BATCH_SIZE,

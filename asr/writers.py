@@ -10,13 +10,14 @@ single word longer than that is a cue of its own). A subtitle file belongs to on
 and VTT take exactly one transcript: several are refused, never merged into one timeline."""
 import json
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from .errors import ASRError
 from .fileio import atomic_output, refuse_overwrite
 
 SUBTITLES = ("srt", "vtt", "tsv")  # one recording's timed cues
 FORMATS = ("txt", "json", "jsonl") + SUBTITLES
+LINE_FORMATS = ("txt", "jsonl")  # a line per transcript: written as the transcripts come
 PER_INPUT_FORMATS = ("txt", "json", "srt", "vtt", "tsv")  # what --output-format all writes, as Whisper's
 MAX_LINE_CHARS = 42  # the usual limit of a subtitle line (Netflix, BBC: 37-42)
 MAX_CUE_SECONDS = 7.0
@@ -101,7 +102,7 @@ def write_per_input(transcripts: Sequence, out_dir: str, formats: Sequence[str],
     return list(targets)
 
 
-def write_lines(path: str, lines: Sequence[str], overwrite: bool = False) -> None:
+def write_lines(path: str, lines: Iterable[str], overwrite: bool = False) -> None:
     refuse_overwrite(path, overwrite)
     with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.writelines(lines)

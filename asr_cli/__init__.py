@@ -276,7 +276,9 @@ def _transcribe(args) -> int:
     from asr.fileio import refuse_overwrite
     from asr.inputs import MANIFEST_EXTENSIONS
     from asr.text import word_separator
-    from asr.writers import PER_INPUT_FORMATS, SUBTITLES, format_transcripts, output_format, write_lines, write_per_input
+    from asr.transcribe import Timing
+    from asr.writers import (LINE_FORMATS, PER_INPUT_FORMATS, SUBTITLES, format_transcripts, output_format, write_lines,
+                             write_per_input)
 
     fmt = output_format(args.out, args.format)
     if fmt in SUBTITLES and (len(args.inputs) > 1 or os.path.isdir(args.inputs[0])
@@ -292,23 +294,38 @@ def _transcribe(args) -> int:
         failed.append(message)
         print(f"asr transcribe: skipped {message}", file=sys.stderr)
 
-    transcripts = recognizer.transcribe(args.inputs, options, batch_seconds=args.batch_seconds,
-                                        progress=True, on_error=report)
-    lines = format_transcripts(transcripts, fmt, word_separator(recognizer.lang))
-    if args.output_dir:
-        formats = PER_INPUT_FORMATS if args.output_format == "all" else (args.output_format,)
-        written = write_per_input(transcripts, args.output_dir, formats, word_separator(recognizer.lang), args.overwrite)
-        print(f"{len(written)} files -> {args.output_dir}", file=sys.stderr)
-    if args.out:
-        write_lines(args.out, lines, overwrite=True)
-        print(f"{len(transcripts)} transcripts -> {args.out}", file=sys.stderr)
-    elif not args.output_dir:
-        sys.stdout.writelines(lines)
-    if not transcripts:
+    timing, separator = Timing(), word_separator(recognizer.lang)
+    stream = recognizer.stream(args.inputs, options, batch_seconds=args.batch_seconds, progress=True,
+                               on_error=report, timing=timing)
+    count = 0
+    if fmt in LINE_FORMATS and not args.output_dir:  # written as they come: flat memory for any number of inputs
+        def lines():
+            nonlocal count
+            for transcript in stream:
+                count += 1
+                yield from format_transcripts([transcript], fmt, separator)
+
+        if args.out:
+            write_lines(args.out, lines(), overwrite=True)
+            print(f"{count} transcripts -> {args.out}", file=sys.stderr)
+        else:
+            sys.stdout.writelines(lines())
+    else:
+        transcripts = list(stream)
+        count = len(transcripts)
+        if args.output_dir:
+            formats = PER_INPUT_FORMATS if args.output_format == "all" else (args.output_format,)
+            written = write_per_input(transcripts, args.output_dir, formats, separator, args.overwrite)
+            print(f"{len(written)} files -> {args.output_dir}", file=sys.stderr)
+        if args.out:
+            write_lines(args.out, format_transcripts(transcripts, fmt, separator), overwrite=True)
+            print(f"{count} transcripts -> {args.out}", file=sys.stderr)
+        elif not args.output_dir:
+            sys.stdout.writelines(format_transcripts(transcripts, fmt, separator))
+    if not count:
         if len(failed) == 1:  # the one input's own line has said why
             return 1
         raise ASRError("nothing could be read: no transcripts")
-    timing = transcripts.timing
     print(f"{timing.audio_seconds:.1f} s of audio, real-time factor {timing.rtf:.4f}", file=sys.stderr)
     return 1 if failed else 0
 

@@ -10,7 +10,9 @@ footprint after imports, and the seconds, of:
   read_manifest    streaming the lines (segments.read_manifest, counted, none kept)
   load_manifest    every segment in a list (training's load_data, asr data tools)
   collect_segments inputs.collect_segments([manifest]): checked_manifest (a stat of each line's audio,
-                   durations from the line) into a list; what transcribe and evaluate then bucket by length
+                   durations from the line) into a list, as Recognizer.transcribe returns them
+  iter_segments    inputs.iter_segments([manifest]) in windows of 10,000 (segments.windows): how
+                   `asr transcribe` and `asr evaluate` read a manifest (Recognizer.stream), none kept
 Prints markdown rows."""
 import argparse
 import json
@@ -24,6 +26,8 @@ READERS = {
     "read_manifest": "from asr.segments import read_manifest\nresult = sum(1 for _ in read_manifest(path))",
     "load_manifest": "from asr.segments import load_manifest\nresult = len(load_manifest(path))",
     "collect_segments": "from asr.inputs import collect_segments\nresult = len(collect_segments([path], 16000))",
+    "iter_segments": "from asr.inputs import iter_segments\nfrom asr.segments import windows\n"
+                     "result = sum(len(w) for w in windows(iter_segments([path], 16000), 10_000))",
 }
 
 

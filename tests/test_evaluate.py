@@ -146,3 +146,22 @@ def test_chinese_plots_get_a_font_with_han_glyphs_when_one_is_installed():
         pytest.skip("no font with Han glyphs installed (apt-get install fonts-wqy-zenhei)")
     assert font_manager.findfont(first, fallback_to_default=False)
     plt.rcParams["font.sans-serif"] = before
+
+
+def test_scoring_in_windows_adds_up_to_scoring_whole(overfit_model, tmp_path):
+    """evaluate decodes and scores a window of utterances at a time (flat memory for any test set):
+    every count, the groups and the per-utterance report are those of one pass over everything."""
+    model_path, manifest = overfit_model
+    utts = load_manifest(manifest)
+    for i, utt in enumerate(utts):
+        utt.info["age_group"] = "child" if i % 3 else "adult"
+    utts[1].text, utts[4].text, utts[5].text = "won", "tree", "one two"  # errors in several windows
+    edited = str(tmp_path / "edited.jsonl")
+    write_manifest(edited, utts)
+    recognizer = asr.load_model(model_path)
+    whole = evaluate(recognizer, edited, str(tmp_path / "whole"), plots=0, group_by=["age_group"])
+    parts = evaluate(recognizer, edited, str(tmp_path / "parts"), plots=0, group_by=["age_group"], window=4)
+    timing = ("rtf", "audio_seconds", "compute_seconds", "load_seconds")
+    assert {k: v for k, v in whole.items() if k not in timing} == {k: v for k, v in parts.items() if k not in timing}
+    assert whole["char_errors"]["errors"] > 0 and whole["attention_failures"] == parts["attention_failures"]
+    assert (tmp_path / "whole/results.jsonl").read_text() == (tmp_path / "parts/results.jsonl").read_text()

@@ -117,3 +117,15 @@ def test_the_readme_python_example_runs_as_written(overfit_model, shared_data, c
     assert len(lines) == 3 and lines[0].split()[1] == lines[1].split()[1] == "'one'"
     assert lines[0].split()[0].endswith("1_george_10.wav") and lines[1].split()[0] == "array1"
     assert "['one'" in lines[1] and "real-time factor" in lines[2]
+
+
+def test_streaming_in_windows_gives_the_transcripts_of_one_call(overfit_model):
+    model_path, manifest = overfit_model
+    from asr.transcribe import Timing
+
+    recognizer = asr.load_model(model_path)
+    timing = Timing()
+    streamed = list(recognizer.stream([manifest], timing=timing, window=4))
+    whole = recognizer.transcribe([manifest])
+    assert [t.to_dict() for t in streamed] == [t.to_dict() for t in whole]
+    assert timing.audio_seconds == pytest.approx(whole.timing.audio_seconds)
