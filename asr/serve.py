@@ -4,9 +4,9 @@ existing clients work unchanged, plus `GET /health`, `GET /v1/models` and a web 
 
 Requests are decoded together: each upload is read, cut at pauses as `asr transcribe` cuts it, and
 its pieces join one queue. A single worker thread takes the oldest piece, waits at most
-`max_wait_ms` for company, and decodes the pieces of similar length that fit in one batch
-(asr/segments.py length_buckets), so throughput grows with load while a lone request waits only
-`max_wait_ms`. The event loop only parses and answers, so the server keeps answering (health checks,
+`max_wait_ms` for company (by default not at all: what arrives while a batch decodes forms the next),
+and decodes the pieces of similar length that fit in one batch (asr/segments.py length_buckets), so
+throughput grows with load while a lone request never waits for others. The event loop only parses and answers, so the server keeps answering (health checks,
 uploads) while a long file decodes. Bad requests get a 4xx JSON error in OpenAI's shape."""
 import asyncio
 import contextlib
@@ -48,8 +48,9 @@ class ServeOptions:
     max_upload_mb: float = field(default=25.0, metadata=dict(help="largest upload accepted, MB (OpenAI's limit)"))
     request_timeout: float = field(default=300.0, metadata=dict(
         help="seconds a request may wait for its transcript before it fails with 504"))
-    max_wait_ms: float = field(default=20.0, metadata=dict(
-        help="how long a piece of audio waits for others to share its batch"))
+    max_wait_ms: float = field(default=0.0, metadata=dict(
+        help="how long a piece of audio waits for others to share its batch (0: none; pieces that arrive "
+             "while a batch decodes still form the next one)"))
     max_batch_size: int = field(default=MAX_BATCH_SIZE, metadata=dict(help="pieces of audio per batch at most"))
     threads: int = field(default=0, metadata=dict(
         help="torch threads for decoding (0: torch's default, one per core; fewer leave cores to other work)"))

@@ -3,7 +3,7 @@ fixed time; requests/s, audio-seconds/s, p50/p99 latency, errors and the batch s
 reached, against decoding the same clips one by one in one process (no server, no HTTP).
 
     python bench/serve.py --model exp/so30/model.pt --clips exp/so30/data/test.jsonl \
-        [--clients 1 8 32] [--seconds 30] [--max-wait-ms 20] [--screenshot docs/serve_page.png]
+        [--clients 1 8 32] [--seconds 30] [--max-wait-ms 0] [--threads N] [--screenshot docs/serve_page.png]
 
 The server is the real command (`python -m asr_cli serve`), started here and stopped at the end.
 With --screenshot, headless Chromium also transcribes the first clip on the web page and saves it.
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=64, help="clips taken from the manifest")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--seconds", type=float, default=30.0, help="per concurrency level")
-    parser.add_argument("--max-wait-ms", type=float, default=20.0)
+    parser.add_argument("--max-wait-ms", type=float, default=0.0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads, in process and in the server (0: default)")
     parser.add_argument("--screenshot", help="save the web page transcribing the first clip here (PNG)")
     parser.add_argument("--screenshot-clip", help="the clip for the screenshot (default: the first)")
