@@ -275,10 +275,10 @@ def test_the_wheel_is_named_attend_asr_and_installs_the_asr_command(tmp_path):
     [wheel] = list(tmp_path.glob("*.whl"))
     assert wheel.name.startswith("attend_asr-")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"asr/__init__.py", "asr_cli/__init__.py", "data_prep/mandarin.py"} <= set(names)
+    assert {"asr/__init__.py", "asr_cli/__init__.py", "data_prep/mandarin.py", "asr/serve_page.html"} <= set(names)
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     metadata = zipfile.ZipFile(wheel).read(meta).decode()
-    assert "Name: attend-asr" in metadata
+    assert "Name: attend-asr" in metadata and 'Requires-Dist: fastapi>=0.100; extra == "serve"' in metadata
     entry_points = zipfile.ZipFile(wheel).read(meta.replace("METADATA", "entry_points.txt")).decode()
     assert "asr = asr_cli:main" in entry_points
 
