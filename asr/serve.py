@@ -55,6 +55,12 @@ class ServeOptions:
     threads: int = field(default=0, metadata=dict(
         help="torch threads for decoding (0: torch's default, one per core; fewer leave cores to other work)"))
 
+    def __post_init__(self):
+        if not 0 <= self.port <= 65535:
+            raise ASRError(f"--port {self.port}: a port is a number from 0 to 65535")
+        if self.max_upload_mb <= 0 or self.request_timeout <= 0 or self.max_wait_ms < 0 or self.max_batch_size < 1:
+            raise ASRError("--max-upload-mb and --request-timeout must be > 0, --max-wait-ms >= 0, --max-batch-size >= 1")
+
 
 class RequestError(Exception):
     """A request the server refuses: the HTTP status and the message the client gets."""
