@@ -27,13 +27,15 @@ class LSTMEncoder(nn.Module):
                             dropout=cfg.dropout if cfg.encoder_layers > 1 else 0.0)
         self.ln = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, feats: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, feats: Tensor, lengths: Tensor,
+                ctc_head: Optional[nn.Module] = None) -> Tuple[Tensor, Tensor, None]:
+        """As the Transformer encoder's, which has intermediate CTC; this one has none."""
         x, lengths = self.subsample(feats, lengths)
         packed = nn.utils.rnn.pack_padded_sequence(self.dropout(x), lengths.cpu(), batch_first=True,
                                                    enforce_sorted=False)
         out, _ = self.lstm(packed)
         x, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        return self.ln(x), lengths
+        return self.ln(x), lengths, None
 
 
 @dataclass

@@ -39,6 +39,14 @@ class ModelConfig:
     # encoder frames (odd), is added to each head's logits
     location_kernel: int = 0
     ctc_loss_weight: float = 0.3  # λ of the training loss (1 − λ)·attention + λ·CTC
+    # > 0: intermediate CTC (Lee & Watanabe 2021): the CTC head also reads the middle encoder block's
+    # output, and the CTC loss is (1 − w)·final + w·middle, a loss on the lower blocks that a short
+    # training budget reaches sooner; 0 = off (the loss as without it). Transformer encoder only
+    intermediate_ctc_weight: float = 0.0
+    # with intermediate CTC: the middle block's CTC posteriors, projected to d_model, are added to its
+    # output (self-conditioned CTC, Nozaki & Komatsu 2021), so the upper blocks refine a first guess;
+    # in decoding too
+    self_conditioning: bool = False
     label_smoothing: float = 0.1
     utterance_cmn: bool = False  # also subtract each utterance's own mean (channel normalisation)
     max_positions: int = 5000
@@ -75,6 +83,12 @@ class ModelConfig:
                              f"got {self.guided_attention_path!r}")
         if self.guided_attention_decay_steps < 0:
             raise ValueError(f"guided_attention_decay_steps must be >= 0, got {self.guided_attention_decay_steps}")
+        if not 0.0 <= self.intermediate_ctc_weight < 1.0:
+            raise ValueError(f"intermediate_ctc_weight must be in [0, 1), got {self.intermediate_ctc_weight}")
+        if self.intermediate_ctc_weight > 0 and (self.arch != "transformer" or self.encoder_layers < 2):
+            raise ValueError("intermediate_ctc_weight needs the transformer encoder with at least 2 layers")
+        if self.self_conditioning and self.intermediate_ctc_weight == 0:
+            raise ValueError("self_conditioning needs intermediate_ctc_weight > 0")
         if self.guided_attention_weight > 0 and self.guided_attention_path == "ctc" and self.ctc_loss_weight == 0:
             raise ValueError("guided_attention_path 'ctc' needs ctc_loss_weight > 0: "
                              "with 0 the CTC head is never trained, so its alignment means nothing")
@@ -148,14 +162,25 @@ class Encoder(BlockStack):
         super().__init__()
         self.subsample = ConvSubsampler(cfg.features.n_mels, cfg.d_model, cfg.conv_channels, cfg.subsampling)
         self.add_stack(cfg, EncoderBlock, cfg.encoder_layers, conv_kernel=cfg.conv_kernel)
+        # intermediate CTC reads the output of this many blocks (the middle), through the final LayerNorm
+        self.intermediate_layer = cfg.encoder_layers // 2 if cfg.intermediate_ctc_weight > 0 else None
+        self.condition = nn.Linear(cfg.vocab_size, cfg.d_model) if cfg.self_conditioning else None
 
-    def forward(self, feats: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, feats: Tensor, lengths: Tensor,
+                ctc_head: Optional[nn.Module] = None) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """Encoder output [B, T, D], its lengths and, given the CTC head and with intermediate CTC on,
+        the middle block's CTC log-probabilities [B, T, V] (else None)."""
         x, lengths = self.subsample(feats, lengths)
         x = self.with_positions(x)
         mask = ~lengths_to_padding_mask(lengths, x.shape[1])[:, None, None, :]
-        for block in self.blocks:
+        intermediate = None
+        for i, block in enumerate(self.blocks, start=1):
             x = block(x, mask)
-        return self.ln(x), lengths
+            if i == self.intermediate_layer and ctc_head is not None:
+                intermediate = ctc_head(self.ln(x)).log_softmax(dim=-1)
+                if self.condition is not None:
+                    x = x + self.condition(intermediate.exp())
+        return self.ln(x), lengths, intermediate
 
 
 class DecoderBlock(nn.Module):
@@ -312,11 +337,24 @@ class ASRModel(nn.Module):
     def encode(self, waveforms: Tensor, lengths: Tensor,
                generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
         """Waveforms [B, S] at the feature sample rate -> encoder output [B, T, D] and its lengths."""
+        memory, memory_lengths, _ = self.encode_with_intermediate(waveforms, lengths, generator)
+        return memory, memory_lengths
+
+    def encode_with_intermediate(self, waveforms: Tensor, lengths: Tensor, generator: Optional[torch.Generator] = None
+                                 ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """encode, plus the intermediate CTC log-probabilities when the model has them (else None).
+        Self-conditioning needs them to encode at all; otherwise only training computes them."""
         feats, frames = self.features(waveforms, lengths, generator)
-        return self.encoder(feats, frames)
+        wanted = self.cfg.self_conditioning or (self.training and self.cfg.intermediate_ctc_weight > 0)
+        return self.encoder(feats, frames, self.ctc if wanted else None)
 
     def ctc_log_probs(self, memory: Tensor) -> Tensor:
         return self.ctc(memory).log_softmax(dim=-1)
+
+    def ctc_loss(self, log_probs: Tensor, memory_lengths: Tensor, tokens: Tensor, token_lengths: Tensor) -> Tensor:
+        """Summed per utterance, averaged over the batch."""
+        return F.ctc_loss(log_probs.transpose(0, 1), tokens.clamp(min=0), memory_lengths, token_lengths,
+                          blank=self.blank, reduction="sum", zero_infinity=True) / tokens.shape[0]
 
     def decoder_io(self, tokens: Tensor) -> Tuple[Tensor, Tensor]:
         """Teacher forcing: input = BOS + tokens, target = tokens + EOS (padding = IGNORE_ID)."""
@@ -361,7 +399,7 @@ class ASRModel(nn.Module):
         weight, plus that weight (decayed to optimiser step `step`) × the guided attention penalty,
         reported as guided_loss; evaluation losses leave it out, so they compare across runs. With
         scheduled sampling at that step, the decoder trains on inputs mixed with its own predictions."""
-        memory, memory_lengths = self.encode(waveforms, lengths, generator)
+        memory, memory_lengths, intermediate = self.encode_with_intermediate(waveforms, lengths, generator)
         inputs, targets = self.decoder_io(tokens)
         sampling = self.cfg.scheduled_sampling.probability(step) if self.training else 0.0
         if sampling > 0:
@@ -375,8 +413,10 @@ class ASRModel(nn.Module):
                                    label_smoothing=self.cfg.label_smoothing) / b
         token_lengths = (tokens != IGNORE_ID).sum(dim=1)
         log_probs = self.ctc_log_probs(memory)
-        ctc_loss = F.ctc_loss(log_probs.transpose(0, 1), tokens.clamp(min=0), memory_lengths,
-                              token_lengths, blank=self.blank, reduction="sum", zero_infinity=True) / b
+        ctc_loss = self.ctc_loss(log_probs, memory_lengths, tokens, token_lengths)
+        if intermediate is not None and self.training:
+            w = self.cfg.intermediate_ctc_weight
+            ctc_loss = (1 - w) * ctc_loss + w * self.ctc_loss(intermediate, memory_lengths, tokens, token_lengths)
         valid = targets != IGNORE_ID
         correct = ((logits.argmax(-1) == targets) & valid).sum()
         lam = self.cfg.ctc_loss_weight

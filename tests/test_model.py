@@ -201,9 +201,10 @@ def test_teacher_forcing_inputs_and_targets():
     assert targets.tolist() == [[5, 6, 7, 2], [8, 2, IGNORE_ID, IGNORE_ID]]
 
 
-@pytest.mark.parametrize("arch", ["transformer", "lstm"])
-def test_loss_decreases_when_overfitting_real_speech(shared_data, arch):
-    model = tiny_model(dropout=0.0, arch=arch).train()
+@pytest.mark.parametrize("options", [dict(arch="transformer"), dict(arch="lstm"),
+                                     dict(intermediate_ctc_weight=0.3, self_conditioning=True)])
+def test_loss_decreases_when_overfitting_real_speech(shared_data, options):
+    model = tiny_model(dropout=0.0, **options).train()
     model.specaugment.config.freq_masks = model.specaugment.config.time_masks = 0
     waves, lengths = fsdd_batch(shared_data, ["1_george_5.wav", "2_jackson_6.wav", "8_nicolas_7.wav"])
     tokens = torch.tensor([[5, 6, 7], [8, 9, IGNORE_ID], [10, 11, 4]])
@@ -269,6 +270,57 @@ def test_guided_attention_adds_its_decaying_weighted_penalty_in_training_only(sh
         evaluated = guided.eval()(waves, lengths, GUIDED_TOKENS)
         assert torch.equal(evaluated["loss"], base.eval()(waves, lengths, GUIDED_TOKENS)["loss"])
     assert "guided_loss" not in evaluated
+
+
+def middle_block_ctc_loss(model, waves, lengths, tokens):
+    """The CTC loss of the middle encoder block's output, read by a hook (tiny has 2 blocks: the first)."""
+    seen = []
+    handle = model.encoder.blocks[0].register_forward_hook(lambda module, args, out: seen.append(out))
+    try:
+        _, memory_lengths = model.encode(waves, lengths)
+    finally:
+        handle.remove()
+    log_probs = model.ctc_log_probs(model.encoder.ln(seen[0]))
+    return model.ctc_loss(log_probs, memory_lengths, tokens, (tokens != IGNORE_ID).sum(dim=1))
+
+
+def test_intermediate_ctc_mixes_the_middle_blocks_loss_into_training_only(shared_data):
+    waves, lengths = fsdd_batch(shared_data, GUIDED_NAMES)
+    base = deterministic_training_model()
+    mixed = deterministic_training_model(intermediate_ctc_weight=0.4)  # no new parameters: the same model
+    plain, out = base(waves, lengths, GUIDED_TOKENS), mixed(waves, lengths, GUIDED_TOKENS)
+    middle = middle_block_ctc_loss(base, waves, lengths, GUIDED_TOKENS)
+    assert abs(middle.item() - plain["ctc_loss"].item()) > 0.01  # an untrained model: the two differ a little
+    torch.testing.assert_close(out["ctc_loss"], 0.6 * plain["ctc_loss"] + 0.4 * middle)
+    torch.testing.assert_close(out["loss"], plain["loss"] + base.cfg.ctc_loss_weight * 0.4 * (middle - plain["ctc_loss"]))
+    with torch.no_grad():
+        assert torch.equal(mixed.eval()(waves, lengths, GUIDED_TOKENS)["loss"],
+                           base.eval()(waves, lengths, GUIDED_TOKENS)["loss"])
+
+
+def test_self_conditioning_adds_the_projected_middle_posteriors_in_decoding_too(shared_data):
+    waves, lengths = fsdd_batch(shared_data, GUIDED_NAMES)
+    plain = tiny_model(intermediate_ctc_weight=0.3)
+    conditioned = tiny_model(intermediate_ctc_weight=0.3, self_conditioning=True)
+    missing, unexpected = conditioned.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["encoder.condition.weight", "encoder.condition.bias"] and not unexpected
+    with torch.no_grad():
+        reference, _ = plain.encode(waves, lengths)
+        assert not torch.allclose(conditioned.encode(waves, lengths)[0], reference)
+        conditioned.encoder.condition.weight.zero_()
+        conditioned.encoder.condition.bias.zero_()
+        torch.testing.assert_close(conditioned.encode(waves, lengths)[0], reference)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(intermediate_ctc_weight=1.0), r"intermediate_ctc_weight must be in \[0, 1\)"),
+    (dict(intermediate_ctc_weight=0.3, arch="lstm"), "needs the transformer encoder"),
+    (dict(intermediate_ctc_weight=0.3, encoder_layers=1), "needs the transformer encoder with at least 2"),
+    (dict(self_conditioning=True), "self_conditioning needs intermediate_ctc_weight > 0"),
+])
+def test_intermediate_ctc_options_are_checked(options, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(vocab_size=V, **options)
 
 
 def peaked_log_probs(frames, length: int) -> torch.Tensor:
