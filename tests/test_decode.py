@@ -331,8 +331,20 @@ def test_ctc_window_follows_the_ctc_alignment_not_the_attention(model, monkeypat
     for recorded, (anchor, attended) in zip(anchors, calls[1:]):
         assert torch.equal(recorded, anchor)
         assert ((attended >= anchor - back) & (attended <= anchor + forward)).all()
-    with pytest.raises(ValueError, match="window_from ctc needs beam search"):
-        DecodingOptions(beam_size=1, window_from="ctc")
+
+
+@pytest.mark.parametrize("search", [dict(beam_size=1), dict(beam_size=3, ctc_weight=0.0)])
+def test_a_ctc_window_without_ctc_scores_is_no_window(model, search):
+    """A model file may recommend the CTC-triggered window; greedy search and attention-only beams,
+    which have no CTC alignment to place it, then decode exactly as with no window."""
+    memory, memory_lengths = encode(model, [16000, 9000])
+    none = decode_memory(model, memory, memory_lengths, DecodingOptions(**search))
+    ctc_window = decode_memory(model, memory, memory_lengths,
+                               DecodingOptions(**search, window_from="ctc", window_back=0, window_forward=1))
+    narrow = decode_memory(model, memory, memory_lengths,
+                           DecodingOptions(**search, window_from="attention", window_back=0, window_forward=1))
+    assert [(r.tokens, r.frames, r.score) for r in ctc_window] == [(r.tokens, r.frames, r.score) for r in none]
+    assert [r.frames for r in narrow] != [r.frames for r in none]  # that window would have changed it
 
 
 def test_eos_near_end_blocks_early_eos(model):
