@@ -40,8 +40,8 @@ class ModelConfig:
     location_kernel: int = 0
     ctc_loss_weight: float = 0.3  # λ of the training loss (1 − λ)·attention + λ·CTC
     # > 0: intermediate CTC (Lee & Watanabe 2021): the CTC head also reads the middle encoder block's
-    # output, and the CTC loss is (1 − w)·final + w·middle, a loss on the lower blocks that a short
-    # training budget reaches sooner; 0 = off (the loss as without it). Transformer encoder only
+    # output, and the CTC loss is (1 − w)·final + w·middle, a regulariser of the lower blocks; 0 = off
+    # (the loss as without it). Transformer encoder only. No gain on speechocean762 (BENCHMARKS.md)
     intermediate_ctc_weight: float = 0.0
     # with intermediate CTC: the middle block's CTC posteriors, projected to d_model, are added to its
     # output (self-conditioned CTC, Nozaki & Komatsu 2021), so the upper blocks refine a first guess;
