@@ -10,12 +10,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from .config import BATCH_SECONDS, MAX_BATCH_SIZE
 from .decode import DecodingOptions
 from .fileio import atomic_output
-from .metrics import AttentionFailures, ErrorCounts, character_errors, mixed_errors, utterance_errors, word_errors
+from .metrics import AttentionFailures, ErrorCounts, mixed_errors, utterance_errors
 from .segments import Segment, checked_segments, windows
 from .text import has_han, normalize_text, writes_without_spaces
 from .transcribe import STREAM_WINDOW, Recognizer, Timing, Transcript
 
 log = logging.getLogger(__name__)
+Counts = Tuple[ErrorCounts, ErrorCounts]  # one utterance's character and word errors
 
 
 def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optional[DecodingOptions] = None,
@@ -38,8 +39,7 @@ def evaluate(recognizer: Recognizer, manifest: str, out_dir: str, options: Optio
                                                          progress=progress)
             timing.add(transcripts.timing)
             refs = [normalize_text(s.text or "", recognizer.lang, numerals=recognizer.numerals) for s in segments]
-            scores.add(segments, refs, transcripts)
-            write_results(f, refs, transcripts)
+            write_results(f, refs, transcripts, scores.add(segments, refs, transcripts))
             first += list(zip(segments, transcripts))[:max(0, plots - len(first))]
     summary = scores.summary()
     summary.update(rtf=timing.rtf, audio_seconds=timing.audio_seconds, compute_seconds=timing.compute_seconds,
@@ -65,10 +65,13 @@ class Scores:
         self.unknown: Counter = Counter()
         self.groups: Dict[str, Dict[str, Tuple[ErrorCounts, ErrorCounts, int]]] = {key: {} for key in self.group_by}
 
-    def add(self, segments: Sequence[Segment], refs: List[str], transcripts: Sequence[Transcript]) -> None:
+    def add(self, segments: Sequence[Segment], refs: List[str], transcripts: Sequence[Transcript]) -> List[Counts]:
+        """Adds a window's utterances; returns each one's (character, word) counts, for its report line."""
         hyps = [t.text for t in transcripts]
-        self.chars += character_errors(refs, hyps)
-        self.words += word_errors(refs, hyps)
+        counts = [utterance_errors(ref, hyp) for ref, hyp in zip(refs, hyps)]
+        for chars, words in counts:
+            self.chars += chars
+            self.words += words
         if writes_without_spaces(self.lang):
             self.mixed += mixed_errors(refs, hyps)
         # loops and skips are counted over words: in Chinese each character is one
@@ -83,11 +86,11 @@ class Scores:
         self.unknown.update(unknown)
         self.characters += characters
         for key in self.group_by:
-            for segment, ref, hyp in zip(segments, refs, hyps):
+            for segment, (chars, words) in zip(segments, counts):
                 value = getattr(segment, key, None) if key in ("speaker", "lang") else segment.info.get(key)
-                chars, words, count = self.groups[key].get(str(value), (ErrorCounts(), ErrorCounts(), 0))
-                self.groups[key][str(value)] = (chars + character_errors([ref], [hyp]),
-                                                words + word_errors([ref], [hyp]), count + 1)
+                group_chars, group_words, n = self.groups[key].get(str(value), (ErrorCounts(), ErrorCounts(), 0))
+                self.groups[key][str(value)] = (group_chars + chars, group_words + words, n + 1)
+        return counts
 
     def summary(self) -> Dict:
         summary = dict(cer=self.chars.rate, wer=self.words.rate, num_utterances=self.utterances,
@@ -104,11 +107,11 @@ class Scores:
         return summary
 
 
-def write_results(f, refs: List[str], transcripts: List[Transcript]) -> None:
+def write_results(f, refs: List[str], transcripts: List[Transcript], counts: List[Counts]) -> None:
     """Lines of the per-utterance report (results.jsonl) into the open file `f`."""
-    for ref, t in zip(refs, transcripts):
+    for ref, t, (chars, words) in zip(refs, transcripts, counts):
         f.write(json.dumps(dict(id=t.name, ref=ref, hyp=t.text, score=t.score, duration=round(t.duration, 3),
-                                **utterance_errors(ref, t.text)), ensure_ascii=False) + "\n")
+                                char=chars.to_dict(), word=words.to_dict()), ensure_ascii=False) + "\n")
 
 
 def format_summary(summary: Dict) -> str:

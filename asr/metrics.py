@@ -4,7 +4,7 @@ CER counts every character including spaces, as jiwer and Whisper's scoring do; 
 whitespace-separated words, so for Chinese (no spaces) score CER, or the mixed error rate (MER: Han
 characters one by one, embedded English word by word) where it holds English words."""
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import jiwer
 
@@ -57,9 +57,9 @@ def character_error_rate(refs: List[str], hyps: List[str]) -> float:
     return character_errors(refs, hyps).rate
 
 
-def utterance_errors(ref: str, hyp: str) -> Dict[str, Dict[str, float]]:
-    """Per-utterance counts, for the per-utterance report."""
-    return dict(char=character_errors([ref], [hyp]).to_dict(), word=word_errors([ref], [hyp]).to_dict())
+def utterance_errors(ref: str, hyp: str) -> Tuple[ErrorCounts, ErrorCounts]:
+    """One utterance's character and word errors: its report line, and what totals and groups add up."""
+    return character_errors([ref], [hyp]), word_errors([ref], [hyp])
 
 
 @dataclass

@@ -298,30 +298,28 @@ def _transcribe(args) -> int:
     stream = recognizer.stream(args.inputs, options, batch_seconds=args.batch_seconds, progress=True,
                                on_error=report, timing=timing)
     count = 0
-    if fmt in LINE_FORMATS and not args.output_dir:  # written as they come: flat memory for any number of inputs
-        def lines():
-            nonlocal count
-            for transcript in stream:
-                count += 1
-                yield from format_transcripts([transcript], fmt, separator)
 
-        if args.out:
-            write_lines(args.out, lines(), overwrite=True)
-            print(f"{count} transcripts -> {args.out}", file=sys.stderr)
-        else:
-            sys.stdout.writelines(lines())
-    else:
+    def lines_as_they_come():  # flat memory for any number of inputs
+        nonlocal count
+        for transcript in stream:
+            count += 1
+            yield from format_transcripts([transcript], fmt, separator)
+
+    if fmt in LINE_FORMATS and not args.output_dir:
+        lines = lines_as_they_come()
+    else:  # a whole document, or files per input
         transcripts = list(stream)
         count = len(transcripts)
+        lines = format_transcripts(transcripts, fmt, separator)
         if args.output_dir:
             formats = PER_INPUT_FORMATS if args.output_format == "all" else (args.output_format,)
             written = write_per_input(transcripts, args.output_dir, formats, separator, args.overwrite)
             print(f"{len(written)} files -> {args.output_dir}", file=sys.stderr)
-        if args.out:
-            write_lines(args.out, format_transcripts(transcripts, fmt, separator), overwrite=True)
-            print(f"{count} transcripts -> {args.out}", file=sys.stderr)
-        elif not args.output_dir:
-            sys.stdout.writelines(format_transcripts(transcripts, fmt, separator))
+    if args.out:
+        write_lines(args.out, lines, overwrite=True)
+        print(f"{count} transcripts -> {args.out}", file=sys.stderr)
+    elif not args.output_dir:
+        sys.stdout.writelines(lines)
     if not count:
         if len(failed) == 1:  # the one input's own line has said why
             return 1

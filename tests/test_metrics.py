@@ -28,9 +28,9 @@ def test_mixed_error_rate_scores_han_characters_and_english_words():
 
 
 def test_per_utterance_report():
-    report = utterance_errors("eight", "eigh")
-    assert report["char"]["deletions"] == 1 and report["char"]["rate"] == pytest.approx(0.2)
-    assert report["word"]["substitutions"] == 1
+    chars, words = utterance_errors("eight", "eigh")
+    assert chars.deletions == 1 and chars.rate == pytest.approx(0.2)
+    assert words.substitutions == 1
 
 
 def test_attention_failures_classify_stops_skips_and_loops():
