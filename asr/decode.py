@@ -56,9 +56,19 @@ class DecodingOptions:
     loop_guard: Optional[int] = _option(None, "an n-gram just said twice (n up to this many tokens) may not go on "
                                               "while cross-attention is not past where its last copy was read: "
                                               "a loop; none = off")
+    # 32, chosen on fsdd_connected dev_long (recipes/fsdd_connected/conf/train.yaml); the library's default is off
+    decoder_context: Optional[int] = _option(None, "on recordings longer than the longest training utterance, the "
+                                                   "Transformer decoder reads at most this many positions: then each "
+                                                   "hypothesis' decoder starts again from BOS and its last half of "
+                                                   "them, so a long transcript never takes it past the lengths it "
+                                                   "trained on; none = no limit")
     chunk_seconds: Optional[float] = _option(None, "recordings longer than this are cut at their quietest moments "
                                                    "and decoded in pieces; 0 = always whole; none = the longest "
                                                    "utterance the model was trained on")
+    encoder_window_seconds: Optional[float] = _option(None, "the encoder reads recordings longer than this in "
+                                                            "overlapping windows of this length, so it never "
+                                                            "meets positions it did not train on; 0 = whole; "
+                                                            "none = the longest utterance the model was trained on")
     # ctc by default, chosen on fsdd_connected dev (100 utterances, the English recipe's model,
     # bench/timestamps.py): median word-boundary error 67 ms (95th percentile 202 ms) against attention's 591 ms
     timestamps: str = _option("ctc", "word times from the CTC head's forced alignment of the best hypothesis "
@@ -99,8 +109,11 @@ class DecodingOptions:
         for name in ("window_back", "window_forward", "eos_near_end", "loop_guard"):
             if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"{name} must be >= 0 or None")
-        if self.chunk_seconds is not None and self.chunk_seconds < 0:
-            raise ValueError(f"chunk_seconds must be >= 0 (0 = decode whole) or none, got {self.chunk_seconds}")
+        if self.decoder_context is not None and self.decoder_context < 4:
+            raise ValueError(f"decoder_context must be at least 4 tokens or None, got {self.decoder_context}")
+        for name in ("chunk_seconds", "encoder_window_seconds"):
+            if (getattr(self, name) or 0) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = whole) or none, got {getattr(self, name)}")
         if self.window_from not in ("attention", "ctc"):
             raise ValueError(f"window_from must be attention or ctc, got {self.window_from!r}")
         if self.snap_seconds < 0:
@@ -215,11 +228,15 @@ class DecoderStep:
         limit = (memory_lengths * options.max_length_ratio).floor().long()
         self.max_tokens = limit.clamp(min=1, max=options.max_tokens)
         self.max_steps = int(self.max_tokens.max()) + 1  # the last step can only emit EOS
-        if self.max_steps > model.cfg.max_positions:
+        # only a decoder with positions has lengths it never trained on (not the LSTM)
+        self.context = options.decoder_context if hasattr(model.decoder, "positions") else None
+        positions = min(self.max_steps, self.context or self.max_steps)
+        if positions > model.cfg.max_positions:
             raise ValueError(f"max_tokens={options.max_tokens} is beyond the decoder's "
                              f"{model.cfg.max_positions} positions")
-        self.cache = model.decoder.init_cache(memory, memory_lengths, self.max_steps)
+        self.cache = model.decoder.init_cache(memory, memory_lengths, positions)
         self.window = options.window
+        self.anchors = self.max_tokens.new_zeros(len(self.max_tokens), 0)  # [N, ≤ context // 2]: the last steps' anchors
         self.rules = TokenRules(options, model.cfg.vocab_size, model.blank, model.sos_eos)
         self.guard = LoopGuard(options.loop_guard, model.cfg.vocab_size, model.sos_eos, memory.device)
         self.guard_fired = torch.zeros_like(self.max_tokens)
@@ -237,6 +254,10 @@ class DecoderStep:
         tokens = history[:, -1] if step else torch.full_like(self.max_tokens, self.sos)
         if anchor is None:
             anchor = frames[:, -1] if step else torch.zeros_like(self.max_tokens)
+        if self.context:
+            if self.cache.length == self.context:
+                self.restart(history)
+            self.anchors = torch.cat([self.anchors, anchor[:, None]], dim=1)[:, -(self.context // 2):]
         logits, weights = self.decoder.step(tokens, self.cache, self.window.mask(anchor, self.num_frames))
         logp = logits.float().log_softmax(dim=-1)
         frame = self.attention(weights).argmax(dim=-1)
@@ -248,10 +269,21 @@ class DecoderStep:
             forbidden |= looping
         return logp, forbidden, frame
 
+    def restart(self, history: Tensor) -> None:
+        """The decoder's cache rebuilt from BOS and the tokens before the last of `history`, the last
+        context // 2 − 1 of them, each read under the window it was read under the first time; the step
+        that follows feeds the last token at position context // 2."""
+        kept = self.context // 2
+        self.cache.length = 0
+        fed = torch.cat([torch.full_like(history[:, :1], self.sos), history[:, -kept:-1]], dim=1)
+        for tokens, anchor in zip(fed.T, self.anchors.T):
+            self.decoder.step(tokens, self.cache, self.window.mask(anchor, self.num_frames), need_weights=False)
+
     def reorder(self, index: Tensor) -> None:
-        """Rows continue from rows `index` of the same utterance (cache and guard counts)."""
+        """Rows continue from rows `index` of the same utterance (cache, anchors and guard counts)."""
         self.cache = self.cache.reorder(index, same_memory=True)
         self.guard_fired = self.guard_fired[index]
+        self.anchors = self.anchors[index]
 
 
 class FinishedHypotheses:
@@ -471,6 +503,8 @@ def attention_map(model: ASRModel, memory: Tensor, memory_lengths: Tensor, token
 def decode(model: ASRModel, waveforms: Tensor, lengths: Tensor,
            options: DecodingOptions = DecodingOptions(), lm: Optional[CharLM] = None) -> List[DecodingResult]:
     """Transcribes waveforms [B, S] (16 kHz float) of lengths [B] samples: one result per utterance.
-    The model should be in eval mode."""
-    memory, memory_lengths = model.encode(waveforms, lengths)
+    The model should be in eval mode. A positive encoder_window_seconds encodes longer inputs in
+    windows (none, which asks for the model file's longest training utterance, and 0: whole)."""
+    window = round(options.encoder_window_seconds / model.seconds_per_frame) if options.encoder_window_seconds else None
+    memory, memory_lengths = model.encode(waveforms, lengths, window=window)
     return decode_memory(model, memory, memory_lengths, options, lm)

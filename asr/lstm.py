@@ -27,9 +27,10 @@ class LSTMEncoder(nn.Module):
                             dropout=cfg.dropout if cfg.encoder_layers > 1 else 0.0)
         self.ln = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, feats: Tensor, lengths: Tensor,
-                ctc_head: Optional[nn.Module] = None) -> Tuple[Tensor, Tensor, None]:
-        """As the Transformer encoder's, which has intermediate CTC; this one has none."""
+    def forward(self, feats: Tensor, lengths: Tensor, ctc_head: Optional[nn.Module] = None,
+                window: Optional[int] = None) -> Tuple[Tensor, Tensor, None]:
+        """As the Transformer encoder's, which has intermediate CTC and positions; this one has neither,
+        so it reads every input whole (`window` is ignored)."""
         x, lengths = self.subsample(feats, lengths)
         packed = nn.utils.rnn.pack_padded_sequence(self.dropout(x), lengths.cpu(), batch_first=True,
                                                    enforce_sorted=False)

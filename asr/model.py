@@ -166,11 +166,39 @@ class Encoder(BlockStack):
         self.intermediate_layer = cfg.encoder_layers // 2 if cfg.intermediate_ctc_weight > 0 else None
         self.condition = nn.Linear(cfg.vocab_size, cfg.d_model) if cfg.self_conditioning else None
 
-    def forward(self, feats: Tensor, lengths: Tensor,
-                ctc_head: Optional[nn.Module] = None) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    def forward(self, feats: Tensor, lengths: Tensor, ctc_head: Optional[nn.Module] = None,
+                window: Optional[int] = None) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """Encoder output [B, T, D], its lengths and, given the CTC head and with intermediate CTC on,
-        the middle block's CTC log-probabilities [B, T, V] (else None)."""
+        the middle block's CTC log-probabilities [B, T, V] (else None). With `window`, inputs longer
+        than that many frames are encoded in overlapping windows of it (see `windowed`)."""
         x, lengths = self.subsample(feats, lengths)
+        if window and x.shape[1] > window:
+            return self.windowed(x, lengths, ctc_head, window)
+        return self.run_blocks(x, lengths, ctc_head)
+
+    def windowed(self, x: Tensor, lengths: Tensor, ctc_head: Optional[nn.Module],
+                 window: int) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """The blocks run over windows of `window` frames, one starting every window // 2 (all of them
+        one batch), and each output frame comes from the window whose middle half holds it: a recording
+        far longer than any training utterance meets only the positions and the attention span the
+        encoder learnt, each frame still with a quarter window of context on either side."""
+        b, t, d = x.shape
+        step = window // 2
+        k = torch.arange((t + step - 1) // step, device=x.device)
+        latest = (lengths[:, None] - window).clamp(min=0)  # the last window ends with the utterance
+        starts = torch.minimum((k * step - (window - step) // 2).clamp(min=0)[None, :], latest)  # [B, n]
+        frames = (starts[..., None] + torch.arange(window, device=x.device)).clamp(max=t - 1)  # [B, n, W]
+        pieces = x.gather(1, frames.view(b, -1, 1).expand(-1, -1, d)).view(-1, window, d)
+        piece_lengths = (lengths[:, None] - starts).clamp(1, window).view(-1)  # never an empty window
+        y, _, intermediate = self.run_blocks(pieces, piece_lengths, ctc_head)
+        own = torch.arange(t, device=x.device) // step  # the window each frame is taken from
+        offset = (torch.arange(t, device=x.device) - starts[:, own]).clamp(0, window - 1)  # [B, T]
+        flat = (torch.arange(b, device=x.device)[:, None] * len(k) + own) * window + offset
+        back = lambda z: z.reshape(-1, z.shape[-1])[flat]  # noqa: E731
+        return back(y), lengths, None if intermediate is None else back(intermediate)
+
+    def run_blocks(self, x: Tensor, lengths: Tensor,
+                   ctc_head: Optional[nn.Module]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         x = self.with_positions(x)
         mask = ~lengths_to_padding_mask(lengths, x.shape[1])[:, None, None, :]
         intermediate = None
@@ -334,19 +362,20 @@ class ASRModel(nn.Module):
             feats = self.specaugment(feats, frames, generator=generator)
         return feats, frames
 
-    def encode(self, waveforms: Tensor, lengths: Tensor,
-               generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
-        """Waveforms [B, S] at the feature sample rate -> encoder output [B, T, D] and its lengths."""
-        memory, memory_lengths, _ = self.encode_with_intermediate(waveforms, lengths, generator)
+    def encode(self, waveforms: Tensor, lengths: Tensor, generator: Optional[torch.Generator] = None,
+               window: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+        """Waveforms [B, S] at the feature sample rate -> encoder output [B, T, D] and its lengths.
+        `window`: encoder frames beyond which inputs are encoded in overlapping windows (Encoder.windowed)."""
+        memory, memory_lengths, _ = self.encode_with_intermediate(waveforms, lengths, generator, window)
         return memory, memory_lengths
 
-    def encode_with_intermediate(self, waveforms: Tensor, lengths: Tensor, generator: Optional[torch.Generator] = None
-                                 ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    def encode_with_intermediate(self, waveforms: Tensor, lengths: Tensor, generator: Optional[torch.Generator] = None,
+                                 window: Optional[int] = None) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """encode, plus the intermediate CTC log-probabilities when the model has them (else None).
         Self-conditioning needs them to encode at all; otherwise only training computes them."""
         feats, frames = self.features(waveforms, lengths, generator)
         wanted = self.cfg.self_conditioning or (self.training and self.cfg.intermediate_ctc_weight > 0)
-        return self.encoder(feats, frames, self.ctc if wanted else None)
+        return self.encoder(feats, frames, self.ctc if wanted else None, window)
 
     def ctc_log_probs(self, memory: Tensor) -> Tensor:
         return self.ctc(memory).log_softmax(dim=-1)

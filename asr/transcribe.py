@@ -6,7 +6,7 @@ pieces the model can attend over (asr/chunking.py); pieces are batched by length
 small, and only one batch of audio is in memory at a time."""
 import os
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
@@ -113,6 +113,11 @@ class Recognizer:
             return self.default_chunk_seconds
         return options.chunk_seconds or None
 
+    def encoder_window(self, options: DecodingOptions) -> Optional[int]:
+        """The encoder frames beyond which the encoder reads in windows (None: always whole)."""
+        seconds = self.default_chunk_seconds if options.encoder_window_seconds is None else options.encoder_window_seconds
+        return round(seconds / self.model.seconds_per_frame) if seconds else None
+
     def options(self, **overrides) -> DecodingOptions:
         """The decoding options recommended in the model file (what its recipe measured), with
         `overrides` of DecodingOptions fields on top."""
@@ -182,8 +187,12 @@ class Recognizer:
                 unusable(i, e)
         results: List[Optional[Decoded]] = [None] * len(pieces)
         timing = Timing()
-        # longest first: a batch that does not fit in memory fails at once, not at the end
-        batches = length_buckets([p.duration for _, p in pieces], batch_seconds, max_batch_size)[::-1]
+        # long-form pieces (decode_arrays) are batched apart from the others, so that no result depends on
+        # its batch; longest first: a batch that does not fit in memory fails at once, not at the end
+        durations = [p.duration for _, p in pieces]
+        kinds = [[i for i, d in enumerate(durations) if (d > self.default_chunk_seconds) == long] for long in (0, 1)]
+        batches = [[kind[j] for j in bucket] for kind in kinds
+                   for bucket in length_buckets([durations[i] for i in kind], batch_seconds, max_batch_size)][::-1]
         with tqdm(total=len(pieces), disable=None if progress else True, unit="file", dynamic_ncols=True) as bar:
             for batch in batches:
                 start = time.perf_counter()
@@ -208,11 +217,16 @@ class Recognizer:
                       timing: Optional[Timing] = None) -> List[Decoded]:
         """One batch of mono samples at the model's rate: each result with the encoder frames its tokens
         hold (asr/timestamps.py) and, when word times snap to speech, where speech starts and stops in
-        it. The time it took is added to `timing`."""
+        it. The time it took is added to `timing`. A batch of recordings all longer than the longest
+        training utterance is long-form: its decoder restarts past options.decoder_context; any other
+        batch's decoder reads its whole transcript."""
         start = time.perf_counter()
+        if not all(len(a) > self.default_chunk_seconds * self.sample_rate for a in audio):
+            options = replace(options, decoder_context=None)
         waves, lengths = pad_waveforms([torch.from_numpy(a) for a in audio])
         with torch.inference_mode():
-            memory, memory_lengths = self.model.encode(waves.to(self.device), lengths.to(self.device))
+            memory, memory_lengths = self.model.encode(waves.to(self.device), lengths.to(self.device),
+                                                       window=self.encoder_window(options))
             results = list(decode_memory(self.model, memory, memory_lengths, options, self.lm))
             spans = list(token_spans(self.model, memory, memory_lengths, results, options.timestamps))
         for k, a in enumerate(audio):  # digital silence holds no speech: whatever the decoder guessed is dropped
@@ -271,5 +285,7 @@ class Recognizer:
         """Cross-attention [tokens + 1, frames] of the decoder fed `tokens`, under the options' window."""
         with torch.inference_mode():
             waves = torch.from_numpy(samples)[None].to(self.device)
-            memory, memory_lengths = self.model.encode(waves, torch.tensor([len(samples)], device=self.device))
-            return attention_map(self.model, memory, memory_lengths, tokens, options or self.options()).cpu()
+            options = options or self.options()
+            memory, memory_lengths = self.model.encode(waves, torch.tensor([len(samples)], device=self.device),
+                                                       window=self.encoder_window(options))
+            return attention_map(self.model, memory, memory_lengths, tokens, options).cpu()

@@ -6,8 +6,9 @@ one digit run into the next; this corpus teaches and tests exactly that.
 Each recording is trimmed of the silence around its word (energy-based, lightly) and scaled to a
 common RMS, then placed after a pause of 0-300 ms (none at all in about one gap in six), over a
 faint noise floor so that no pause is digital silence. The splits keep FSDD's takes apart, so no
-recording is in two of them: train from takes 10-49, dev from 5-9, test from 0-4, and test_long
-(OUT/test_long.jsonl: 20-60 s utterances, for long-form decoding) from 0-4 as well. Audio is
+recording is in two of them: train from takes 10-49, dev from 5-9, test from 0-4, and dev_long and
+test_long (OUT/{dev,test}_long.jsonl: 20-60 s utterances, for long-form decoding: settings are chosen
+on the first) from 5-9 and 0-4. Audio is
 written at FSDD's 8 kHz under OUT/audio/<split>/; OUT/<split>.sources.jsonl lists, per utterance,
 the recordings it is made of, the sample at which each starts in the output, the samples of the
 recording kept [start, end) and the gain applied. Each manifest line also gives every word's true
@@ -29,8 +30,8 @@ from asr.segments import Segment
 from .common import CorpusError, Prep, find_root, write_wav
 from .fsdd import DIGITS, RECORDING_NAME, downloads, split_of  # noqa: F401 (downloads: FSDD's own archive)
 
-EXTRA_SPLITS = ("test_long",)
-POOLS = {"train": "train", "dev": "dev", "test": "test", "test_long": "test"}  # split -> the takes it draws on
+EXTRA_SPLITS = ("dev_long", "test_long")
+POOLS = {"train": "train", "dev": "dev", "test": "test", "dev_long": "dev", "test_long": "test"}  # split -> the takes it draws on
 RATE = 8000  # FSDD's own rate: the output holds the recordings' samples unresampled
 DEV_TAKES = 5
 LONG_SECONDS = (20.0, 60.0)
@@ -69,7 +70,7 @@ def add_args(parser) -> None:
     parser.add_argument("--num-train", type=int, default=1500, help="train utterances (default 1500, about 1.3 h)")
     parser.add_argument("--num-dev", type=int, default=200, help="dev utterances (default 200)")
     parser.add_argument("--num-test", type=int, default=300, help="test utterances (default 300)")
-    parser.add_argument("--num-long", type=int, default=20, help="test_long utterances of 20-60 s (default 20)")
+    parser.add_argument("--num-long", type=int, default=20, help="dev_long and test_long utterances of 20-60 s, each (default 20)")
 
 
 def trim(audio: np.ndarray, top_db: float, frame: int = RATE // 100) -> Tuple[int, int]:
@@ -158,7 +159,7 @@ def build_split(prep: Prep, split: str, count: int, pool: Pool, style: Style) ->
     longest = max(len(r.audio) for digits in pool.values() for takes in digits for r in takes) / RATE
     for index in range(count):
         speaker = speakers[rng.integers(len(speakers))]
-        if split == "test_long":  # the last digit that fits ends at most a pause and a digit short of the target
+        if split.endswith("_long"):  # the last digit that fits ends at most a pause and a digit short of the target
             target = rng.uniform(LONG_SECONDS[0] + style.max_pause + longest, LONG_SECONDS[1])
             audio, placed = compose(rng, pool[speaker], style, seconds=target)
         else:
@@ -175,7 +176,8 @@ def build_split(prep: Prep, split: str, count: int, pool: Pool, style: Style) ->
 
 def prepare(prep: Prep) -> None:
     options = prep.options
-    counts = dict(train=options.num_train, dev=options.num_dev, test=options.num_test, test_long=options.num_long)
+    counts = dict(train=options.num_train, dev=options.num_dev, test=options.num_test, dev_long=options.num_long,
+                  test_long=options.num_long)
     if min(counts.values()) < 0 or options.seed < 0:
         raise CorpusError("--seed and the --num-* counts must be 0 or more")
     style = Style()

@@ -58,13 +58,14 @@ def connected(shared_data, tmp_path_factory):
 def test_connected_splits_sizes_and_no_recording_in_two_splits(connected):
     corpus = read_corpus(connected[0])
     assert {split: len(utts) for split, (utts, _) in corpus.items()} == {"train": 40, "dev": 10, "test": 20,
-                                                                       "test_long": 2}
+                                                                       "dev_long": 2, "test_long": 2}
     recordings = {split: {s["recording"] for entry in sources.values() for s in entry}
                   for split, (_, sources) in corpus.items()}
     takes = {split: {int(name.rsplit("_", 1)[1]) for name in names} for split, names in recordings.items()}
-    assert min(takes["train"]) >= 10 and takes["dev"] <= set(range(5, 10))
+    assert min(takes["train"]) >= 10 and takes["dev"] | takes["dev_long"] <= set(range(5, 10))
     assert takes["test"] | takes["test_long"] <= set(range(5))
-    assert not (recordings["train"] | recordings["dev"]) & (recordings["test"] | recordings["test_long"])
+    assert not (recordings["train"] | recordings["dev"] | recordings["dev_long"]) & (recordings["test"] |
+                                                                                   recordings["test_long"])
     assert not recordings["train"] & recordings["dev"]
 
 
@@ -120,7 +121,7 @@ def test_connected_digit_counts_repeats_and_long_form(connected):
     assert min(lengths) >= 1 and max(lengths) <= 10 and len(set(lengths)) >= 5
     words = [u.text.split() for split in ("train", "dev", "test") for u in corpus[split][0]]
     assert sum(any(a == b for a, b in zip(w, w[1:])) for w in words) >= 5  # "one one four"
-    for utt in corpus["test_long"][0]:
+    for utt in corpus["dev_long"][0] + corpus["test_long"][0]:
         assert 20 <= utt.duration <= 60 and len(utt.text.split()) >= 20
         assert utt.duration == pytest.approx(sf.info(utt.path).duration, abs=1e-4)
 

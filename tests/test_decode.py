@@ -550,3 +550,36 @@ def test_loop_guard_lets_a_repetition_that_moves_through_the_audio_go_on(model, 
     [guarded] = decode_memory(model, memory, memory_lengths, replace(options, loop_guard=4))
     assert guarded.tokens == free.tokens == ([A, B] * len(memory[0]))[: int(memory_lengths[0])]
     assert (guarded.score, guarded.frames, guarded.loop_guard_fired) == (free.score, free.frames, 0)
+
+
+def test_a_decoder_context_longer_than_every_output_changes_nothing(model):
+    memory, memory_lengths = encode(model, [16000, 9000, 12000])
+    for options in (DecodingOptions(beam_size=1, min_tokens=10), DecodingOptions(beam_size=4, nbest=2, min_tokens=10)):
+        free = decode_memory(model, memory, memory_lengths, options)
+        longest = max(len(t) for r in free for t, _ in r.nbest)
+        same_results(free, decode_memory(model, memory, memory_lengths, replace(options, decoder_context=longest + 2)))
+        short = decode_memory(model, memory, memory_lengths, replace(options, decoder_context=6))
+        assert [r.tokens for r in short] != [r.tokens for r in free]  # the test can fail
+
+
+@pytest.mark.parametrize("window_from", ["attention", "ctc"])
+def test_a_decoder_past_its_context_continues_as_one_started_on_the_last_half(model, window_from):
+    """With decoder_context 8, the step after 8 positions scores exactly what a fresh decoder fed BOS and
+    the last 4 tokens scores, each token read under the window (anchor) it was read under before."""
+    memory, memory_lengths = encode(model, [16000, 12000])
+    options = DecodingOptions(beam_size=1, window_back=2, window_forward=3, window_from=window_from)
+    history = torch.randint(0, VOCAB - 2, (2, 11), generator=torch.Generator().manual_seed(1))
+    anchors = torch.randint(0, 20, (2, 12), generator=torch.Generator().manual_seed(2))
+
+    @torch.inference_mode()
+    def run(context, tokens, steps_anchors):
+        step_once = DecoderStep(model, memory, memory_lengths, replace(options, decoder_context=context))
+        return [step_once(tokens[:, :s], tokens[:, :s], steps_anchors[:, s])[0] for s in range(tokens.shape[1] + 1)]
+
+    limited = run(8, history, anchors)
+    free = run(None, history, anchors)
+    assert all(torch.equal(a, b) for a, b in zip(limited[:8], free[:8]))
+    fresh = run(None, history[:, 4:], anchors[:, 4:])  # BOS read where token 4 was, then tokens 4-10
+    for s in (8, 9, 10, 11):  # restarted at 8 (BOS + tokens 4-6, then 7); 8 positions again at 12
+        assert torch.allclose(limited[s], fresh[s - 4], atol=1e-5)
+    assert not torch.allclose(limited[8], free[8], atol=1e-3)  # the test can fail

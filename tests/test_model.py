@@ -410,3 +410,31 @@ def test_lstm_architecture_is_checked_and_sized_by_the_same_options():
         ModelConfig(vocab_size=V, arch="gru")
     with pytest.raises(ValueError, match="even d_model"):
         ModelConfig(vocab_size=V, arch="lstm", d_model=65)
+
+
+@pytest.mark.parametrize("arch", ["transformer", "lstm"])
+def test_an_encoder_window_longer_than_the_input_encodes_it_whole(shared_data, arch):
+    model = tiny_model(arch=arch)
+    waves, lengths = fsdd_batch(shared_data, ["0_george_0.wav", "1_jackson_0.wav"])
+    with torch.no_grad():
+        whole, whole_lengths = model.encode(waves, lengths)
+        windowed, windowed_lengths = model.encode(waves, lengths, window=whole.shape[1])
+    assert torch.equal(whole, windowed) and torch.equal(whole_lengths, windowed_lengths)
+
+
+def test_each_windowed_frame_is_the_middle_of_its_own_window():
+    """Frame t comes from the window of W frames starting at t // (W/2) · W/2 − W/4 (at least 0, at most
+    the utterance's length − W), encoded alone as if it were a whole utterance: positions from 0."""
+    model = tiny_model()
+    x = torch.randn(2, 200, model.cfg.d_model)
+    lengths = torch.tensor([200, 130])
+    window = 64
+    with torch.no_grad():
+        out, out_lengths, _ = model.encoder.windowed(x, lengths, None, window)
+        whole, _, _ = model.encoder.run_blocks(x, lengths, None)
+        assert out.shape == x.shape and torch.equal(out_lengths, lengths)
+        for b, t in [(0, 0), (0, 15), (0, 16), (0, 100), (0, 199), (1, 70), (1, 129)]:
+            start = min(max(t // 32 * 32 - 16, 0), int(lengths[b]) - window)
+            alone, _, _ = model.encoder.run_blocks(x[b:b + 1, start:start + window], torch.tensor([window]), None)
+            assert torch.allclose(out[b, t], alone[0, t - start], atol=1e-5)
+        assert not torch.allclose(out[0, 100], whole[0, 100], atol=1e-3)  # the test can fail

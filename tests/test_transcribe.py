@@ -129,3 +129,31 @@ def test_streaming_in_windows_gives_the_transcripts_of_one_call(overfit_model):
     whole = recognizer.transcribe([manifest])
     assert [t.to_dict() for t in streamed] == [t.to_dict() for t in whole]
     assert timing.audio_seconds == pytest.approx(whole.timing.audio_seconds)
+
+
+def test_only_recordings_longer_than_training_ones_decode_long_form_and_never_share_a_batch(overfit_model,
+                                                                                            monkeypatch):
+    """decoder_context applies to batches of recordings all longer than the longest training utterance;
+    the others are batched apart and decoded exactly as without it."""
+    import asr.transcribe as transcribe
+    model_path, manifest = overfit_model
+    recognizer = asr.load_model(model_path)
+    short = [load_audio(s.path) for s in collect_segments([manifest], SR)]
+    long = np.concatenate([np.concatenate([a, np.zeros(SR // 4, dtype=np.float32)]) for a in short])
+    assert len(long) > recognizer.default_chunk_seconds * SR > max(map(len, short))
+    seen = []
+    decode_memory = transcribe.decode_memory
+
+    def spy(model, memory, memory_lengths, options, lm=None):
+        seen.append((memory_lengths.tolist(), options.decoder_context))
+        return decode_memory(model, memory, memory_lengths, options, lm)
+
+    monkeypatch.setattr(transcribe, "decode_memory", spy)
+    options = recognizer.options(chunk_seconds=0, decoder_context=4)
+    mixed = recognizer.transcribe(short + [long], options)
+    longest_short = max(map(len, short)) / SR / recognizer.model.seconds_per_frame
+    assert [context for _, context in seen].count(4) == 1
+    for lengths, context in seen:  # the long recording alone in its batch, and only it long-form
+        assert (context == 4) == (lengths[0] > longest_short + 1) == (len(lengths) == 1)
+    assert [t.text for t in mixed[:-1]] == [t.text for t in recognizer.transcribe(short, replace(options,
+                                                                                                  decoder_context=None))]
