@@ -10,7 +10,7 @@ CTC's spikes come a little after a word starts and its last character before the
 times may then be moved to the nearest edge of speech in the waveform (snap_to_speech), as
 stable-ts does with silence."""
 from itertools import groupby
-from typing import List, Sequence, Tuple
+from typing import List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -61,20 +61,39 @@ def words_with_times(tokens: Sequence[str], starts: Sequence[float], ends: Seque
 
 
 MIN_PAUSE = 0.08  # s: shorter silences (a stop's closure inside a word) do not end speech
+JOIN_MARGIN = 0.02  # s: how far outside the gap between two words' CTC times their meeting point may lie
 
 
-def speech_edges(audio: np.ndarray, sample_rate: int, above_floor_db: float) -> Tuple[np.ndarray, np.ndarray]:
-    """Where each run of speech starts and where it stops (s, 10 ms steps, sorted, alternating): a 25 ms
-    window is speech when it is `above_floor_db` louder than the recording's quietest tenth of windows
-    (its noise floor); pauses shorter than MIN_PAUSE join the runs on either side."""
+class Speech(NamedTuple):
+    """What word times snap to in a recording: its loudness (dB) in 25 ms windows centred at `times`
+    (s, 10 ms apart), and where its runs of speech start and stop (speech_edges)."""
+    times: np.ndarray
+    level: np.ndarray
+    onsets: np.ndarray
+    offsets: np.ndarray
+
+
+def loudness(audio: np.ndarray, sample_rate: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The centres (s) and levels (dB) of 25 ms windows every 10 ms."""
     hop, width = sample_rate // 100, sample_rate // 40
     level = 10 * np.log10(window_energy(audio, hop, width) / width + 1e-10)
+    return (np.arange(len(level)) * hop + width / 2) / sample_rate, level
+
+
+def find_speech(audio: np.ndarray, sample_rate: int, above_floor_db: float) -> Speech:
+    """The recording's loudness and where each run of speech starts and where it stops (s, 10 ms steps,
+    sorted, alternating): a 25 ms window is speech when it is `above_floor_db` louder than the
+    recording's quietest tenth of windows (its noise floor); pauses shorter than MIN_PAUSE join the runs
+    on either side."""
+    hop, width = sample_rate // 100, sample_rate // 40
+    times, level = loudness(audio, sample_rate)
     speech = np.concatenate([[False], level > np.percentile(level, 10) + above_floor_db, [False]])
     change = np.flatnonzero(speech[1:] != speech[:-1])  # window i: the first speech or first silent one
     seconds = (change * hop + (width - hop) / 2) / sample_rate  # between the two windows' centres
     onsets, offsets = seconds[0::2], seconds[1::2]
     pause = onsets[1:] - offsets[:-1] >= MIN_PAUSE
-    return np.concatenate([onsets[:1], onsets[1:][pause]]), np.concatenate([offsets[:-1][pause], offsets[-1:]])
+    return Speech(times, level, np.concatenate([onsets[:1], onsets[1:][pause]]),
+                  np.concatenate([offsets[:-1][pause], offsets[-1:]]))
 
 
 def run_edges(onsets: np.ndarray, offsets: np.ndarray, times: np.ndarray, end: bool) -> np.ndarray:
@@ -88,6 +107,30 @@ def run_edges(onsets: np.ndarray, offsets: np.ndarray, times: np.ndarray, end: b
     k = np.searchsorted(onsets, times, side="right") - 1  # the last run starting at or before the time
     inside = (k >= 0) & (times < offsets[np.maximum(k, 0)])
     return np.where(inside, edges[k], edges[np.minimum(k + 1, len(onsets))])
+
+
+def snap_words(words: Sequence[Word], speech: Speech, max_shift: float) -> List[Word]:
+    """Neighbours first meet at the quietest moment between them, then each word's outer edges move to
+    the edges of the speech it lies in."""
+    return snap_to_speech(meet_at_quietest(words, speech.times, speech.level), speech.onsets, speech.offsets,
+                          max_shift)
+
+
+def meet_at_quietest(words: Sequence[Word], times: np.ndarray, level: np.ndarray) -> List[Word]:
+    """Each word's end and the next word's start moved to one time: the quietest window between the two
+    (within JOIN_MARGIN outside them), kept inside both words. CTC ends a word early and starts the next
+    late; where no pause parts them, snapping to the edges of speech cannot help, and the quietest
+    moment between them is where one gives way to the other (on fsdd_connected dev it halved the 95th
+    percentile of boundary errors, bench/timestamps.py)."""
+    words = list(words)
+    for i in range(len(words) - 1):
+        (word, start, end), (after, next_start, next_end) = words[i], words[i + 1]
+        low, high = sorted((end, next_start))
+        between = np.flatnonzero((times >= low - JOIN_MARGIN) & (times <= high + JOIN_MARGIN))
+        if len(between):
+            meet = min(max(float(times[between[np.argmin(level[between])]]), start), next_end)
+            words[i], words[i + 1] = (word, start, meet), (after, meet, next_end)
+    return words
 
 
 def snap_to_speech(words: Sequence[Word], onsets: np.ndarray, offsets: np.ndarray, max_shift: float) -> List[Word]:

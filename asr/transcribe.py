@@ -23,12 +23,12 @@ from .inputs import AudioInput, iter_segments
 from .lm import CharLM, check_vocabulary, lm_from_file
 from .segments import Segment, length_buckets, pad_waveforms, windows
 from .text import SPACE, CharTokenizer, word_separator
-from .timestamps import Span, Word, snap_to_speech, speech_edges, token_spans, words_with_times
+from .timestamps import Span, Speech, Word, find_speech, snap_words, token_spans, words_with_times
 
 
 STREAM_WINDOW = 10_000  # segments read and decoded at a time by stream(): memory holds one window of them
 
-Edges = Optional[Tuple[np.ndarray, np.ndarray]]  # where speech starts and stops in a piece (s), for snapping
+Edges = Optional[Speech]  # a piece's loudness and where its speech starts and stops, for snapping
 Decoded = Tuple[DecodingResult, List[Span], Edges]  # a piece's best hypothesis, its tokens' frames, its edges
 
 
@@ -232,7 +232,7 @@ class Recognizer:
         for k, a in enumerate(audio):  # digital silence holds no speech: whatever the decoder guessed is dropped
             if not np.any(a):
                 results[k], spans[k] = DecodingResult([], 0.0, [], [([], 0.0)], 0), []
-        edges = [speech_edges(a, self.sample_rate, options.snap_db) if options.snap_seconds else None for a in audio]
+        edges = [find_speech(a, self.sample_rate, options.snap_db) if options.snap_seconds else None for a in audio]
         if timing is not None:
             timing.compute_seconds += time.perf_counter() - start
             timing.audio_seconds += float(lengths.sum()) / self.sample_rate
@@ -271,14 +271,15 @@ class Recognizer:
               edges: Edges = None, snap_seconds: float = 0.0) -> List[Word]:
         """The words of a piece's tokens, timed in seconds from `start` in its recording; a token holding
         frames [first, last] lasts from the start of the first to the end of the last (within the piece).
-        With the piece's speech `edges` (onsets, offsets), each word start and end moves to the nearest
+        With the piece's `edges` (Speech), neighbouring words meet at their quietest moment and each word's
+        start and end moves to the nearest
         one within snap_seconds."""
         seconds, offset = self.model.seconds_per_frame, (piece.offset or 0.0) - start
         starts = [first * seconds for first, _ in spans]
         ends = [min((last + 1) * seconds, piece.duration) for _, last in spans]
         words = words_with_times([self.token_text(t) for t in tokens], starts, ends, self.lang)
         if edges is not None and snap_seconds:
-            words = snap_to_speech(words, *edges, snap_seconds)
+            words = snap_words(words, edges, snap_seconds)
         return [(w, offset + s, offset + e) for w, s, e in words]
 
     def attention(self, samples: np.ndarray, tokens: List[int], options: Optional[DecodingOptions] = None) -> torch.Tensor:

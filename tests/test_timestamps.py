@@ -6,7 +6,7 @@ import pytest
 from asr.decode import DecodingOptions, DecodingResult
 from asr.segments import Segment
 from asr.text import CharTokenizer
-from asr.timestamps import snap_to_speech, speech_edges, token_spans, words_with_times
+from asr.timestamps import find_speech, meet_at_quietest, snap_to_speech, snap_words, token_spans, words_with_times
 from asr.transcribe import Recognizer
 
 from test_alignment import BLANK, log_probs_from, pad_batch
@@ -83,8 +83,9 @@ def bursts(spans, seconds=3.0, rate=16000):
     return audio.astype(np.float32)
 
 
-def test_speech_edges_find_each_burst_and_bridge_short_pauses():
-    onsets, offsets = speech_edges(bursts([(0.5, 0.9), (1.3, 1.6), (1.65, 2.0)]), 16000, 6.0)
+def test_speech_runs_are_found_for_each_burst_and_bridge_short_pauses():
+    speech = find_speech(bursts([(0.5, 0.9), (1.3, 1.6), (1.65, 2.0)]), 16000, 6.0)
+    onsets, offsets = speech.onsets, speech.offsets
     # the 50 ms pause at 1.6 s is shorter than MIN_PAUSE: one run from 1.3 to 2.0 s
     np.testing.assert_allclose(onsets, [0.5, 1.3], atol=0.02)
     np.testing.assert_allclose(offsets, [0.9, 2.0], atol=0.02)
@@ -108,3 +109,22 @@ def test_snapping_is_an_option_checked_like_the_others():
     assert DecodingOptions().snap_seconds > 0
     with pytest.raises(ValueError, match="snap_seconds"):
         DecodingOptions(snap_seconds=-1)
+
+
+def test_neighbours_meet_at_the_quietest_moment_between_them():
+    """Two bursts with a 30 ms dip at 1.0 s between them (too short to be a pause): CTC's end of the
+    first (0.9 s) and start of the second (1.15 s) both move to the dip; a word's other edge is left alone."""
+    audio = bursts([(0.5, 0.985), (1.015, 1.5)])
+    speech = find_speech(audio, 16000, 6.0)
+    assert len(speech.onsets) == 1  # one run of speech: snapping alone leaves the shared boundary as it was
+    words = [("one", 0.55, 0.9), ("two", 1.15, 1.45)]
+    (_, s1, e1), (_, s2, e2) = meet_at_quietest(words, speech.times, speech.level)
+    assert (s1, e2) == (0.55, 1.45) and e1 == s2 == pytest.approx(1.0, abs=0.011)
+    # then snapping moves the outer edges out to the run's
+    snapped = snap_words(words, speech, 0.3)
+    assert [w for w, _, _ in snapped] == ["one", "two"]
+    assert [t for _, s, e in snapped for t in (s, e)] == pytest.approx([0.5, e1, s2, 1.5], abs=0.02)
+    assert snap_to_speech(words, speech.onsets, speech.offsets, 0.3)[0][2] == 0.9  # the test can fail
+    # the meeting point stays inside both words, whatever the recording
+    quiet_inside = meet_at_quietest([("a", 0.95, 0.99), ("b", 1.01, 1.02)], speech.times, speech.level)
+    assert all(s <= e for _, s, e in quiet_inside) and quiet_inside[0][2] == quiet_inside[1][1]
