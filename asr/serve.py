@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from .audio import AudioError, load_audio
-from .chunking import split_long
 from .config import BATCH_SECONDS, MAX_BATCH_SIZE
 from .decode import DecodingOptions
 from .errors import ASRError
@@ -181,7 +180,7 @@ class Transcriber:
 
     async def transcribe(self, samples: np.ndarray, name: str) -> Transcript:
         segment = Segment(name, "", len(samples) / self.recognizer.sample_rate, samples=samples)
-        pieces = split_long(segment, self.recognizer.sample_rate, self.limit) if self.limit else [segment]
+        pieces = self.recognizer.pieces(segment, self.options)
         futures = [asyncio.wrap_future(self.batcher.submit(p.load(self.recognizer.sample_rate))) for p in pieces]
         try:
             results: List[Decoded] = await asyncio.wait_for(asyncio.gather(*futures), self.serve.request_timeout)

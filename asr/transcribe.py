@@ -113,6 +113,14 @@ class Recognizer:
             return self.default_chunk_seconds
         return options.chunk_seconds or None
 
+    def pieces(self, segment: Segment, options: DecodingOptions) -> List[Segment]:
+        """The segment whole, or, longer than the chunk limit, cut at pauses into pieces of at most
+        options.piece_seconds (by default half the limit)."""
+        limit = self.chunk_limit(options)
+        if not limit:
+            return [segment]
+        return split_long(segment, self.sample_rate, limit, options.piece_seconds or limit / 2)
+
     def encoder_window(self, options: DecodingOptions) -> Optional[int]:
         """The encoder frames beyond which the encoder reads in windows (None: always whole)."""
         seconds = self.default_chunk_seconds if options.encoder_window_seconds is None else options.encoder_window_seconds
@@ -166,11 +174,10 @@ class Recognizer:
                             batch_seconds: float = BATCH_SECONDS, max_batch_size: int = MAX_BATCH_SIZE,
                             progress: bool = False, on_error: Optional[Callable[[str], None]] = None) -> Transcripts:
         """Segments decoded whole, or those longer than the options' chunk limit (chunk_limit) cut at
-        pauses into pieces, decoded, and joined. A recording whose samples cannot be used (NaN or
+        pauses into pieces (`pieces`), decoded, and joined. A recording whose samples cannot be used (NaN or
         infinite values, found only when it is read) fails the call, or with `on_error` is reported
         there and left out."""
         options = options or self.options()
-        limit = self.chunk_limit(options)
         failed = set()
 
         def unusable(i: int, error: AudioError) -> None:
@@ -182,7 +189,7 @@ class Recognizer:
         pieces = []
         for i, segment in enumerate(segments):
             try:  # finding the pauses to cut a long recording at reads it
-                pieces += [(i, piece) for piece in (split_long(segment, self.sample_rate, limit) if limit else [segment])]
+                pieces += [(i, piece) for piece in self.pieces(segment, options)]
             except AudioError as e:
                 unusable(i, e)
         results: List[Optional[Decoded]] = [None] * len(pieces)

@@ -9,6 +9,7 @@ from asr.audio import load_audio
 from asr.decode import DecodingOptions
 from asr.chunking import split_long
 from asr.inputs import collect_segments
+from asr.errors import ASRError
 
 SR = 16000
 
@@ -49,7 +50,7 @@ def test_long_recording_is_cut_in_the_pause_and_joined(overfit_model, tmp_path):
     pieces = split_long(collect_segments([path], SR)[0], SR, chunk)
     assert len(pieces) == 2 and len(one) / SR < pieces[1].offset < (len(one) + len(gap)) / SR
     recognizer = asr.load_model(model_path)
-    options = recognizer.options(chunk_seconds=chunk)
+    options = recognizer.options(chunk_seconds=chunk, piece_seconds=chunk)
     alone = recognizer.transcribe([p.load(SR) for p in pieces], options)
     joined = recognizer.transcribe(path, options)[0]
     assert alone[0].text == "one" and joined.text == f"one {alone[1].text}"
@@ -70,6 +71,23 @@ def test_recordings_longer_than_training_utterances_are_cut_by_default(overfit_m
     [cut_at_30] = recognizer.transcribe(np.concatenate([one, one, one]), replace(options, chunk_seconds=30))
     assert len(short.nbest) == len(whole.nbest) == len(cut_at_30.nbest) == 2
     assert len(cut.nbest) == 1  # pieces joined: 1-best only
+
+
+def test_a_recording_longer_than_the_limit_is_cut_into_pieces_of_half_of_it_by_default(overfit_model):
+    model_path, manifest = overfit_model
+    recognizer = asr.load_model(model_path)
+    one = load_audio(collect_segments([manifest], SR)[0].path)
+    segment = collect_segments([np.concatenate([one] * 6)], SR)[0]
+    limit = recognizer.default_chunk_seconds
+    for piece, most in ((None, limit / 2), (limit, limit), (0.3 * limit, 0.3 * limit), (5 * limit, limit)):
+        pieces = recognizer.pieces(segment, recognizer.options(piece_seconds=piece))
+        assert len(pieces) > 1 and all(p.duration <= most + 1e-6 for p in pieces)
+        assert max(p.duration for p in pieces) > 0.6 * most  # not cut smaller than asked
+        assert sum(p.duration for p in pieces) == pytest.approx(segment.duration)
+    short = collect_segments([one], SR)[0]
+    assert recognizer.pieces(short, recognizer.options(piece_seconds=0.1)) == [short]  # within the limit: whole
+    with pytest.raises(ASRError, match="piece_seconds"):
+        recognizer.options(piece_seconds=0)
 
 
 def test_model_file_recommends_decoding_options_and_flags_override_them(overfit_model):
