@@ -489,8 +489,8 @@ def attention_map(model: ASRModel, memory: Tensor, memory_lengths: Tensor, token
     (from the frame attended last, or from CTC's alignment of the tokens so far): the alignment the
     search saw."""
     room = len(tokens) + 1  # a cache for every token, whatever the utterance's length
-    step_once = DecoderStep(model, memory[:1], memory_lengths[:1],
-                            replace(options, max_tokens=room, max_length_ratio=float(room)))
+    step_once = DecoderStep(model, memory[:1], memory_lengths[:1],  # one pass, without restarts
+                            replace(options, max_tokens=room, max_length_ratio=float(room), decoder_context=None))
     inputs = torch.tensor([model.sos_eos] + list(tokens), device=memory.device)
     ctc = (CTCPrefixScorer(model.ctc_log_probs(memory[:1]).float(), memory_lengths[:1], model.blank, model.sos_eos)
            if options.follows_ctc else None)

@@ -583,3 +583,11 @@ def test_a_decoder_past_its_context_continues_as_one_started_on_the_last_half(mo
     for s in (8, 9, 10, 11):  # restarted at 8 (BOS + tokens 4-6, then 7); 8 positions again at 12
         assert torch.allclose(limited[s], fresh[s - 4], atol=1e-5)
     assert not torch.allclose(limited[8], free[8], atol=1e-3)  # the test can fail
+
+
+def test_attention_map_of_a_transcript_longer_than_the_decoder_context(model):
+    memory, memory_lengths = encode(model, [16000])
+    tokens = [1, 2, 3, 1, 2, 3, 1, 2, 3, 1]
+    options = DecodingOptions(window_from="ctc", window_back=2, window_forward=3, ctc_weight=0.5)
+    limited = attention_map(model, memory, memory_lengths, tokens, replace(options, decoder_context=4))
+    assert torch.equal(limited, attention_map(model, memory, memory_lengths, tokens, options))
