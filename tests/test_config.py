@@ -104,4 +104,5 @@ def test_every_recipe_config_loads(recipe):
     cfg = load_train_config(str(RECIPES / recipe / "conf" / "train.yaml"))
     assert isinstance(cfg, TrainConfig) and cfg.model_config(vocab_size=30).vocab_size == 30
     if recipe == "yesno":
-        assert cfg.decoding == dict(ctc_weight=0.5) and cfg.model["ctc_loss_weight"] == 0.5
+        assert cfg.decoding == dict(ctc_weight=0.5, window_from="ctc", window_back=4, window_forward=12)
+        assert cfg.model["ctc_loss_weight"] == 0.5
