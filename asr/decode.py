@@ -514,6 +514,5 @@ def decode(model: ASRModel, waveforms: Tensor, lengths: Tensor,
     """Transcribes waveforms [B, S] (16 kHz float) of lengths [B] samples: one result per utterance.
     The model should be in eval mode. A positive encoder_window_seconds encodes longer inputs in
     windows (none, which asks for the model file's longest training utterance, and 0: whole)."""
-    window = round(options.encoder_window_seconds / model.seconds_per_frame) if options.encoder_window_seconds else None
-    memory, memory_lengths = model.encode(waveforms, lengths, window=window)
+    memory, memory_lengths = model.encode(waveforms, lengths, window=model.encoder_frames(options.encoder_window_seconds))
     return decode_memory(model, memory, memory_lengths, options, lm)

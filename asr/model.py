@@ -352,6 +352,10 @@ class ASRModel(nn.Module):
         f = self.cfg.features
         return self.cfg.subsampling * f.hop_length / f.sample_rate
 
+    def encoder_frames(self, seconds: Optional[float]) -> Optional[int]:
+        """How many encoder frames `seconds` of audio make (None for none or 0)."""
+        return round(seconds / self.seconds_per_frame) if seconds else None
+
     def features(self, waveforms: Tensor, lengths: Tensor,
                  generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
         feats, frames = self.frontend(waveforms, lengths)

@@ -66,7 +66,7 @@ JOIN_MARGIN = 0.02  # s: how far outside the gap between two words' CTC times th
 
 class Speech(NamedTuple):
     """What word times snap to in a recording: its loudness (dB) in 25 ms windows centred at `times`
-    (s, 10 ms apart), and where its runs of speech start and stop (speech_edges)."""
+    (s, 10 ms apart), and where its runs of speech start and stop (find_speech)."""
     times: np.ndarray
     level: np.ndarray
     onsets: np.ndarray

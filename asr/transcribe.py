@@ -124,7 +124,11 @@ class Recognizer:
     def encoder_window(self, options: DecodingOptions) -> Optional[int]:
         """The encoder frames beyond which the encoder reads in windows (None: always whole)."""
         seconds = self.default_chunk_seconds if options.encoder_window_seconds is None else options.encoder_window_seconds
-        return round(seconds / self.model.seconds_per_frame) if seconds else None
+        return self.model.encoder_frames(seconds)
+
+    def long_form(self, seconds: float) -> bool:
+        """Longer than any training utterance: decoded with decoder restarts (decode_arrays)."""
+        return seconds > self.default_chunk_seconds
 
     def options(self, **overrides) -> DecodingOptions:
         """The decoding options recommended in the model file (what its recipe measured), with
@@ -197,7 +201,7 @@ class Recognizer:
         # long-form pieces (decode_arrays) are batched apart from the others, so that no result depends on
         # its batch; longest first: a batch that does not fit in memory fails at once, not at the end
         durations = [p.duration for _, p in pieces]
-        kinds = [[i for i, d in enumerate(durations) if (d > self.default_chunk_seconds) == long] for long in (0, 1)]
+        kinds = [[i for i, d in enumerate(durations) if self.long_form(d) == long] for long in (False, True)]
         batches = [[kind[j] for j in bucket] for kind in kinds
                    for bucket in length_buckets([durations[i] for i in kind], batch_seconds, max_batch_size)][::-1]
         with tqdm(total=len(pieces), disable=None if progress else True, unit="file", dynamic_ncols=True) as bar:
@@ -228,7 +232,7 @@ class Recognizer:
         training utterance is long-form: its decoder restarts past options.decoder_context; any other
         batch's decoder reads its whole transcript."""
         start = time.perf_counter()
-        if not all(len(a) > self.default_chunk_seconds * self.sample_rate for a in audio):
+        if not all(self.long_form(len(a) / self.sample_rate) for a in audio):
             options = replace(options, decoder_context=None)
         waves, lengths = pad_waveforms([torch.from_numpy(a) for a in audio])
         with torch.inference_mode():
